@@ -1,0 +1,1 @@
+"""Adapters: the database, email, SMS and webhook implementations of the ports."""

@@ -1,0 +1,1 @@
+"""The SQL store: tables, repositories and migrations (SQLite and PostgreSQL)."""

@@ -1,0 +1,185 @@
+"""Reading leads, their events, merges and identity conflicts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, Select, func, or_, select
+
+from leadflow.adapters.db.tables import (
+    Account,
+    Event,
+    Identity,
+    IdentityConflictRow,
+    Lead,
+    LeadMerge,
+    cast_table,
+)
+from leadflow.ports import (
+    KIND_LABELS,
+    ConflictView,
+    EventView,
+    LeadFilter,
+    LeadPage,
+    LeadView,
+    MergeView,
+)
+
+leads = cast_table(Lead)
+identities = cast_table(Identity)
+events = cast_table(Event)
+accounts = cast_table(Account)
+
+
+class SqlLeadRepository:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def survivor_of(self, lead_id: int) -> int | None:
+        """The live lead for an id, following merges; None when there is no such lead."""
+        seen: set[int] = set()
+        current = lead_id
+        while current not in seen:
+            seen.add(current)
+            row = self.conn.execute(
+                select(leads.c.id, leads.c.merged_into).where(leads.c.id == current)
+            ).first()
+            if row is None:
+                return None
+            if row.merged_into is None:
+                return int(row.id)
+            current = int(row.merged_into)
+        return current
+
+    def get(self, lead_id: int) -> LeadView | None:
+        views = self._views(select(leads).where(leads.c.id == lead_id))
+        if not views:
+            return None
+        view = views[0]
+        view.event_count = int(
+            self.conn.scalar(select(func.count()).where(events.c.lead_id == lead_id)) or 0
+        )
+        return view
+
+    def page(self, filters: LeadFilter, limit: int, after: int | None, count: bool) -> LeadPage:
+        query = self._filtered(select(leads), filters)
+        total = None
+        if count:
+            total = int(self.conn.scalar(self._filtered(select(func.count()), filters)) or 0)
+        if after is not None:
+            query = query.where(leads.c.id < after)
+        items = self._views(query.order_by(leads.c.id.desc()).limit(limit + 1))
+        next_after = items[limit - 1].id if len(items) > limit else None
+        return LeadPage(items[:limit], next_after, total)
+
+    @staticmethod
+    def _filtered(query: Select[Any], f: LeadFilter) -> Select[Any]:
+        query = query.select_from(leads).where(leads.c.merged_into.is_(None))
+        if f.stage:
+            query = query.where(leads.c.stage == f.stage)
+        if f.email:
+            query = query.where(leads.c.email == f.email.strip().lower())
+        if f.search:
+            pattern = f"%{f.search.strip().lower()}%"
+            query = query.where(
+                or_(leads.c.email.like(pattern), func.lower(leads.c.phone).like(pattern))
+            )
+        if f.source_id is not None:
+            query = query.where(leads.c.first_source_id == f.source_id)
+        if f.account_group_id:
+            account = select(accounts.c.id).where(accounts.c.group_id == f.account_group_id)
+            query = query.where(leads.c.account_id.in_(account.scalar_subquery()))
+        if f.seen_since is not None:
+            query = query.where(leads.c.last_seen_at >= f.seen_since)
+        return query
+
+    def _views(self, query: Select[Any]) -> list[LeadView]:
+        rows = list(self.conn.execute(query))
+        if not rows:
+            return []
+        ids = [row.id for row in rows]
+        keys: dict[int, dict[str, list[str]]] = {i: {} for i in ids}
+        found = self.conn.execute(
+            select(identities.c.lead_id, identities.c.kind, identities.c.value)
+            .where(identities.c.lead_id.in_(ids))
+            .order_by(identities.c.id)
+        )
+        for lead_id, kind, value in found:
+            keys[lead_id].setdefault(KIND_LABELS.get(kind, kind), []).append(value)
+        account_ids = {row.account_id for row in rows if row.account_id is not None}
+        account_map = self._accounts(account_ids)
+        return [_view(row, keys[row.id], account_map.get(row.account_id)) for row in rows]
+
+    def _accounts(self, ids: set[int]) -> dict[int, dict[str, Any]]:
+        if not ids:
+            return {}
+        query = select(accounts).where(accounts.c.id.in_(ids))
+        return {
+            r.id: {"id": r.id, "group_id": r.group_id, "name": r.name, "traits": r.traits}
+            for r in self.conn.execute(query)
+        }
+
+    def events(self, lead_id: int, limit: int) -> list[EventView]:
+        query = (
+            select(events)
+            .where(events.c.lead_id == lead_id)
+            .order_by(events.c.timestamp.desc(), events.c.id.desc())
+            .limit(limit)
+        )
+        return [
+            EventView(
+                r.id,
+                r.source_id,
+                r.message_id,
+                r.type,
+                r.name,
+                r.timestamp,
+                r.received_at,
+                r.properties,
+            )
+            for r in self.conn.execute(query)
+        ]
+
+    def merges(self, lead_id: int | None) -> list[MergeView]:
+        table = cast_table(LeadMerge)
+        query = select(table).order_by(table.c.id)
+        if lead_id is not None:
+            query = query.where(or_(table.c.survivor_id == lead_id, table.c.merged_id == lead_id))
+        return [
+            MergeView(r.survivor_id, r.merged_id, r.cause, r.message_id, r.created_at)
+            for r in self.conn.execute(query)
+        ]
+
+    def conflicts(self, lead_id: int | None, include_resolved: bool) -> list[ConflictView]:
+        table = cast_table(IdentityConflictRow)
+        query = select(table).order_by(table.c.id)
+        if lead_id is not None:
+            query = query.where(or_(table.c.lead_id == lead_id, table.c.other_lead_id == lead_id))
+        if not include_resolved:
+            query = query.where(table.c.resolved.is_(False))
+        return [
+            ConflictView(
+                r.id, r.lead_id, r.other_lead_id, r.key, r.reason, r.message_id, r.created_at
+            )
+            for r in self.conn.execute(query)
+        ]
+
+
+def _view(row: Any, keys: dict[str, list[str]], account: dict[str, Any] | None) -> LeadView:
+    return LeadView(
+        id=row.id,
+        email=row.email,
+        phone=row.phone,
+        identities=keys,
+        traits=row.traits or {},
+        stage=row.stage,
+        fit_score=row.fit_score,
+        fit_grade=row.fit_grade,
+        engagement_score=row.engagement_score,
+        p_convert=row.p_convert,
+        account=account,
+        first_touch=row.first_touch or {},
+        created_at=row.created_at,
+        first_seen_at=row.first_seen_at,
+        last_seen_at=row.last_seen_at,
+    )

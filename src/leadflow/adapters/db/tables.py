@@ -1,0 +1,181 @@
+"""The tables of the leadflow store (SQLAlchemy 2, typed mappings).
+
+Relationships raise on lazy load: repositories load what they need explicitly.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+Json = JSON().with_variant(JSONB(), "postgresql")
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets 64-bit ids.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend (SQLite stores them naive, in UTC)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+Time = UtcDateTime()
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+def cast_table(model: type[Base]) -> Table:
+    """The Core table of a mapped class, typed for insert/update/select."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+class Source(Base):
+    __tablename__ = "sources"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    write_key: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(Time)
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    group_id: Mapped[str] = mapped_column(String(512), unique=True)
+    name: Mapped[str | None] = mapped_column(String(500))
+    traits: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    created_at: Mapped[datetime] = mapped_column(Time)
+    updated_at: Mapped[datetime] = mapped_column(Time)
+
+
+class Lead(Base):
+    __tablename__ = "leads"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    email: Mapped[str | None] = mapped_column(String(320), index=True)
+    phone: Mapped[str | None] = mapped_column(String(32))
+    traits: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"))
+    stage: Mapped[str] = mapped_column(String(32), default="lead")
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    fit_score: Mapped[float] = mapped_column(default=0.0)
+    fit_grade: Mapped[str | None] = mapped_column(String(2))
+    engagement_score: Mapped[float] = mapped_column(default=0.0)
+    p_convert: Mapped[float | None] = mapped_column()
+    first_source_id: Mapped[int | None] = mapped_column(ForeignKey("sources.id"))
+    first_touch: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    merged_into: Mapped[int | None] = mapped_column(ForeignKey("leads.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(Time)
+    first_seen_at: Mapped[datetime | None] = mapped_column(Time)
+    last_seen_at: Mapped[datetime | None] = mapped_column(Time)
+    updated_at: Mapped[datetime] = mapped_column(Time)
+
+    __table_args__ = (
+        Index("ix_leads_stage_id", "stage", "id"),
+        Index("ix_leads_last_seen_at", "last_seen_at"),
+    )
+
+
+class Identity(Base):
+    __tablename__ = "identities"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    key: Mapped[str] = mapped_column(String(600), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    value: Mapped[str] = mapped_column(String(520))
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(Time)
+
+
+class Event(Base):
+    """Append-only log of every accepted message, the raw message kept."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id"))
+    message_id: Mapped[str] = mapped_column(String(512))
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"))
+    type: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str | None] = mapped_column(String(500))
+    timestamp: Mapped[datetime] = mapped_column(Time)
+    received_at: Mapped[datetime] = mapped_column(Time)
+    properties: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    raw: Mapped[dict[str, Any]] = mapped_column(Json)
+
+    __table_args__ = (
+        UniqueConstraint("source_id", "message_id", name="uq_events_source_message"),
+        Index("ix_events_lead_timestamp", "lead_id", "timestamp"),
+        Index("ix_events_name_timestamp", "name", "timestamp"),
+    )
+
+
+class LeadMerge(Base):
+    __tablename__ = "lead_merges"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    survivor_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), index=True)
+    merged_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"))
+    cause: Mapped[str] = mapped_column(Text)
+    message_id: Mapped[str | None] = mapped_column(String(512))
+    created_at: Mapped[datetime] = mapped_column(Time)
+
+
+class IdentityConflictRow(Base):
+    __tablename__ = "identity_conflicts"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), index=True)
+    other_lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(600))
+    reason: Mapped[str] = mapped_column(Text)
+    message_id: Mapped[str | None] = mapped_column(String(512))
+    resolved: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(Time)
+
+    __table_args__ = (
+        UniqueConstraint("lead_id", "other_lead_id", "key", name="uq_identity_conflicts_pair"),
+    )

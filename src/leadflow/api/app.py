@@ -1,0 +1,57 @@
+"""create_app: the HTTP API, the tracking routes and the OpenAPI docs."""
+
+from __future__ import annotations
+
+import hmac
+
+from fastapi import FastAPI, Request
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.responses import Response
+
+from leadflow import __version__
+from leadflow.api import errors, leads, sources, tracking
+from leadflow.bootstrap import Leadflow, open_leadflow
+from leadflow.config import Settings
+
+
+class ApiToken(BaseHTTPMiddleware):
+    """Guards /api/* with a bearer token when one is configured."""
+
+    def __init__(self, app: FastAPI, token: str) -> None:
+        super().__init__(app)
+        self.token = token
+
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        if request.url.path.startswith("/api/"):
+            given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+            if not hmac.compare_digest(given.encode(), self.token.encode()):
+                return errors.json_response(
+                    {"code": "unauthorized", "message": "missing or wrong API token"}, 401
+                )
+        return await call_next(request)
+
+
+def create_app(settings: Settings | None = None, leadflow: Leadflow | None = None) -> FastAPI:
+    """Build the app around a Leadflow (opened from settings when not given)."""
+    core = leadflow or open_leadflow(settings)
+    app = FastAPI(
+        title="leadflow",
+        version=__version__,
+        description="Lead capture, identity, scoring and lifecycle API.",
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+    )
+    app.state.leadflow = core
+    errors.install(app)
+    tracking.install(app, core)
+    app.include_router(leads.router)
+    app.include_router(sources.router)
+    if core.settings.api_token:
+        app.add_middleware(ApiToken, token=core.settings.api_token)  # type: ignore[arg-type]
+
+    @app.get("/healthz", tags=["meta"], summary="Liveness and database check")
+    def healthz() -> dict[str, str]:
+        core.sources()
+        return {"status": "ok", "version": __version__}
+
+    return app

@@ -1,0 +1,222 @@
+"""The tracking routes that Segment and RudderStack clients call unchanged.
+
+These handlers are plain Starlette endpoints: the body is read with a size bound, inflated
+with a bound when gzipped, parsed with orjson whatever the Content-Type, and handed to the
+ingestion service in a worker thread. Success is HTTP 200 exactly: clients retry anything
+else.
+"""
+
+from __future__ import annotations
+
+import base64
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from leadflow.api.errors import error_response, json_response
+from leadflow.bootstrap import Leadflow
+from leadflow.domain.errors import (
+    AuthenticationError,
+    BatchErrors,
+    LeadflowError,
+    NotFound,
+    PayloadTooLarge,
+    RateLimited,
+    ValidationError,
+)
+from leadflow.domain.events import MAX_EVENT_BYTES, SHORT_TYPES
+
+SINGLE_ROUTES = {
+    **{name: name for name in ("identify", "track", "page", "screen", "group", "alias")},
+    **SHORT_TYPES,
+}
+BATCH_ROUTES = ("batch", "import", "b")
+CORS_HEADERS = "Content-Type, Authorization, Content-Encoding, X-Requested-With"
+OK = b'{"success":true}'
+
+
+@dataclass
+class Limits:
+    batch_bytes: int
+    in_flight: int
+
+
+def cors(request: Request) -> dict[str, str]:
+    origin = request.headers.get("origin")
+    headers = {"Access-Control-Allow-Origin": origin or "*"}
+    if origin:
+        headers["Vary"] = "Origin"
+        headers["Access-Control-Allow-Credentials"] = "true"
+    return headers
+
+
+async def read_body(request: Request, limit: int, inflated_limit: int) -> bytes:
+    """The request body, inflated when gzipped; PayloadTooLarge past either bound."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"body of {declared} bytes exceeds the limit of {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    encoding = request.headers.get("content-encoding", "").lower()
+    if "gzip" in encoding or body[:2] == b"\x1f\x8b":
+        body = inflate(body, inflated_limit)
+    return body
+
+
+def inflate(body: bytes, limit: int) -> bytes:
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise ValidationError(f"body is not valid gzip: {exc}") from None
+    if len(out) > limit or inflater.unconsumed_tail:
+        raise PayloadTooLarge(f"body inflates to more than {limit} bytes")
+    return out
+
+
+def parse(body: bytes) -> Any:
+    if not body.strip():
+        raise ValidationError("body is empty; expected a JSON object")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ValidationError(f"body is not valid JSON: {exc}") from None
+
+
+def write_key(request: Request, payload: Any) -> str:
+    """The write key from Basic auth, the query, the body or a Bearer token."""
+    header = request.headers.get("authorization", "")
+    scheme, _, credentials = header.partition(" ")
+    if scheme.lower() == "basic" and credentials:
+        try:
+            user = base64.b64decode(credentials).decode().partition(":")[0]
+        except (ValueError, UnicodeDecodeError):
+            raise AuthenticationError("malformed Basic authorization header") from None
+        if user:
+            return user
+    key = request.query_params.get("writeKey")
+    if not key and isinstance(payload, dict) and isinstance(payload.get("writeKey"), str):
+        key = payload["writeKey"]
+    if not key and scheme.lower() == "bearer" and credentials:
+        key = credentials.strip()
+    if not key:
+        raise AuthenticationError("missing write key: use Basic auth, writeKey or ?writeKey=")
+    return key
+
+
+class TrackingEndpoints:
+    def __init__(self, leadflow: Leadflow, limits: Limits) -> None:
+        self.leadflow = leadflow
+        self.limits = limits
+        self.in_flight = 0
+
+    async def handle(self, request: Request) -> Response:
+        headers = cors(request)
+        if self.in_flight >= self.limits.in_flight:
+            return error_response(RateLimited("too many requests in progress", 1), headers)
+        self.in_flight += 1
+        try:
+            return await self._handle(request, headers)
+        except LeadflowError as exc:
+            return error_response(exc, headers)
+        finally:
+            self.in_flight -= 1
+
+    async def _handle(self, request: Request, headers: dict[str, str]) -> Response:
+        route = request.path_params["kind"]
+        single = route in SINGLE_ROUTES
+        if not single and route not in BATCH_ROUTES:
+            raise NotFound(f"no tracking route /v1/{route}")
+        limit = self.limits.batch_bytes
+        body = await read_body(request, limit, limit)
+        if single and len(body) > MAX_EVENT_BYTES:
+            raise PayloadTooLarge(f"a single message may be at most {MAX_EVENT_BYTES // 1024} KB")
+        payload = parse(body)
+        if not isinstance(payload, dict):
+            raise ValidationError("body must be a JSON object")
+        source = self.leadflow.source_for_key(write_key(request, payload))
+        if single:
+            messages: list[Any] = [payload]
+            route_type: str | None = SINGLE_ROUTES[route]
+            defaults: dict[str, Any] = {}
+        else:
+            batch = payload.get("batch")
+            if not isinstance(batch, list):
+                raise ValidationError("batch: must be a list of messages")
+            messages, route_type = batch, None
+            defaults = {k: payload.get(k) for k in ("context", "integrations", "sentAt")}
+        result = await run_in_threadpool(
+            self.leadflow.ingest, source, messages, route_type=route_type, defaults=defaults
+        )
+        if result.errors:
+            raise BatchErrors(errors=result.errors, accepted=result.accepted + result.duplicates)
+        return Response(OK, 200, headers, media_type="application/json")
+
+    async def preflight(self, request: Request) -> Response:
+        headers = cors(request)
+        headers["Access-Control-Allow-Methods"] = "POST, GET, OPTIONS"
+        headers["Access-Control-Allow-Headers"] = (
+            request.headers.get("access-control-request-headers") or CORS_HEADERS
+        )
+        headers["Access-Control-Max-Age"] = "86400"
+        return Response(status_code=204, headers=headers)
+
+    async def settings(self, request: Request) -> Response:
+        """The document analytics.js loads before it sends anything."""
+        key = request.path_params["write_key"]
+        try:
+            self.leadflow.source_for_key(key)
+        except LeadflowError as exc:
+            return error_response(exc, cors(request))
+        public = self.leadflow.settings.public_url.rstrip("/")
+        base = public or f"{request.url.scheme}://{request.url.netloc}"
+        scheme, _, host = base.partition("://")
+        body = {
+            "integrations": {
+                "Segment.io": {
+                    "apiKey": key,
+                    "apiHost": f"{host}/v1",
+                    "protocol": scheme,
+                    "unbundledIntegrations": [],
+                    "addBundledMetadata": False,
+                }
+            },
+            "plan": {"track": {"__default": {"enabled": True, "integrations": {}}}},
+            "edgeFunction": {},
+            "analyticsNextEnabled": True,
+            "middlewareSettings": {},
+            "enabledMiddleware": {},
+            "metrics": {"sampleRate": 0},
+            "legacyVideoPluginsEnabled": False,
+            "remotePlugins": [],
+        }
+        return json_response(body, headers=cors(request))
+
+
+def install(app: FastAPI, leadflow: Leadflow) -> None:
+    settings = leadflow.settings
+    endpoints = TrackingEndpoints(
+        leadflow,
+        Limits(settings.max_batch_bytes, settings.max_inflight_requests),
+    )
+    kinds = "{kind:str}"
+    app.add_route(f"/v1/{kinds}", endpoints.handle, methods=["POST"], include_in_schema=False)
+    app.add_route(f"/v1/{kinds}", endpoints.preflight, methods=["OPTIONS"], include_in_schema=False)
+    app.add_route(
+        "/v1/projects/{write_key}/settings",
+        endpoints.settings,
+        methods=["GET"],
+        include_in_schema=False,
+    )

@@ -1,0 +1,177 @@
+"""The composition root: Settings -> engine -> repositories -> services, behind one facade.
+
+``Leadflow`` is the library API. Each method is an edge: it opens a transaction, calls the
+services and commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from leadflow.adapters.db import migrate
+from leadflow.adapters.db.engine import make_engine
+from leadflow.adapters.db.ingest import SqlIngestRepository
+from leadflow.adapters.db.leads import SqlLeadRepository
+from leadflow.adapters.db.sources import SqlSourceRepository
+from leadflow.config import Settings
+from leadflow.domain.errors import AuthenticationError, BatchErrors, ConfigError
+from leadflow.domain.events import normalize_batch
+from leadflow.ports import (
+    Clock,
+    ConflictView,
+    EventView,
+    LeadFilter,
+    LeadPage,
+    LeadView,
+    MergeView,
+    SourceRecord,
+    SystemClock,
+)
+from leadflow.services import leads as lead_service
+from leadflow.services import sources as source_service
+from leadflow.services.ingest import Ingestor, IngestResult
+
+_RETRIES = 4
+
+
+class Leadflow:
+    """leadflow as a library: sources, ingestion and leads over one database."""
+
+    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.clock: Clock = clock or SystemClock()
+        self.engine: Engine = make_engine(settings.resolved_database_url(), settings.db_pool_size)
+        self._write_keys: dict[str, SourceRecord] = {}
+
+    # lifecycle -------------------------------------------------------------------------
+    def migrate(self) -> None:
+        """Create or upgrade the schema to the latest revision."""
+        try:
+            migrate.upgrade(self.engine)
+        except OperationalError as exc:
+            raise ConfigError(f"cannot reach the database: {exc.orig}") from None
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Leadflow:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    # sources ---------------------------------------------------------------------------
+    def create_source(self, name: str) -> SourceRecord:
+        with self.transaction() as conn:
+            return source_service.create_source(SqlSourceRepository(conn), name, self.clock.now())
+
+    def ensure_source(self, name: str) -> SourceRecord:
+        with self.transaction() as conn:
+            return source_service.ensure_source(SqlSourceRepository(conn), name, self.clock.now())
+
+    def sources(self) -> list[SourceRecord]:
+        with self.engine.connect() as conn:
+            return SqlSourceRepository(conn).all()
+
+    def source_for_key(self, write_key: str) -> SourceRecord:
+        """The source a write key belongs to (cached); AuthenticationError when unknown."""
+        found = self._write_keys.get(write_key)
+        if found is None:
+            with self.engine.connect() as conn:
+                found = SqlSourceRepository(conn).by_write_key(write_key)
+            if found is None:
+                raise AuthenticationError("unknown write key")
+            self._write_keys[write_key] = found
+        return found
+
+    # ingestion -------------------------------------------------------------------------
+    def ingest(
+        self,
+        source: SourceRecord | str,
+        messages: Sequence[object],
+        *,
+        route_type: str | None = None,
+        defaults: dict[str, Any] | None = None,
+        received_at: datetime | None = None,
+        raise_on_error: bool = False,
+    ) -> IngestResult:
+        """Validate and store messages. Invalid items are reported by index; valid ones kept."""
+        record = self.source_for_key(source) if isinstance(source, str) else source
+        at = received_at or self.clock.now()
+        good, bad = normalize_batch(
+            list(messages), received_at=at, route_type=route_type, defaults=defaults
+        )
+        result = self.ingest_normalized(record.id, good, at)
+        result.errors = bad
+        if bad and raise_on_error:
+            raise BatchErrors(errors=bad, accepted=result.accepted)
+        return result
+
+    def ingest_normalized(
+        self, source_id: int, events: Sequence[Any], at: datetime
+    ) -> IngestResult:
+        """Store already normalised events, retrying when a concurrent batch won a race."""
+        for attempt in range(_RETRIES):
+            try:
+                with self.transaction() as conn:
+                    ingestor = Ingestor(
+                        SqlIngestRepository(conn), self.settings.default_phone_region
+                    )
+                    return ingestor.ingest(source_id, events, at)
+            except IntegrityError:
+                if attempt == _RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    # leads -----------------------------------------------------------------------------
+    def lead(self, lead_id: int) -> LeadView:
+        with self.engine.connect() as conn:
+            return lead_service.get_lead(SqlLeadRepository(conn), lead_id)
+
+    def leads(
+        self,
+        filters: LeadFilter | None = None,
+        *,
+        limit: int = 50,
+        after: int | None = None,
+        count: bool = False,
+    ) -> LeadPage:
+        with self.engine.connect() as conn:
+            return lead_service.list_leads(
+                SqlLeadRepository(conn), filters or LeadFilter(), limit, after, count
+            )
+
+    def lead_events(self, lead_id: int, limit: int = 100) -> list[EventView]:
+        with self.engine.connect() as conn:
+            repo = SqlLeadRepository(conn)
+            live = lead_service.get_lead(repo, lead_id).id
+            return repo.events(live, limit)
+
+    def merges(self, lead_id: int | None = None) -> list[MergeView]:
+        with self.engine.connect() as conn:
+            return SqlLeadRepository(conn).merges(lead_id)
+
+    def conflicts(
+        self, lead_id: int | None = None, include_resolved: bool = False
+    ) -> list[ConflictView]:
+        with self.engine.connect() as conn:
+            return SqlLeadRepository(conn).conflicts(lead_id, include_resolved)
+
+
+def open_leadflow(settings: Settings | None = None, *, migrate_schema: bool = True) -> Leadflow:
+    """Build leadflow from settings (the environment by default) and bring its schema up."""
+    app = Leadflow(settings or Settings())
+    if migrate_schema:
+        app.migrate()
+    return app

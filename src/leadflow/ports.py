@@ -1,0 +1,212 @@
+"""The interfaces the services depend on; adapters implement them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from leadflow.domain.identity import IdentityConflict, IdentityKey, Merge
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+class SystemClock:
+    """The wall clock, in UTC."""
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRecord:
+    id: int
+    name: str
+    write_key: str
+    created_at: datetime
+
+
+@dataclass(slots=True)
+class NewLead:
+    """A lead to create; ``ref`` is the batch-local (negative) id used until it exists."""
+
+    ref: int
+    created_at: datetime
+    first_seen_at: datetime
+    source_id: int | None
+    first_touch: dict[str, Any]
+
+
+@dataclass(slots=True)
+class LeadTouch:
+    """What one batch changes on an existing lead."""
+
+    lead_id: int
+    first_seen_at: datetime
+    last_seen_at: datetime
+    traits: dict[str, Any]
+    email: str | None = None
+    phone: str | None = None
+    account_group_id: str | None = None
+
+
+@dataclass(slots=True)
+class EventRow:
+    source_id: int
+    message_id: str
+    lead_id: int
+    type: str
+    name: str | None
+    timestamp: datetime
+    received_at: datetime
+    properties: dict[str, Any]
+    raw: dict[str, Any]
+
+
+class SourceRepository(Protocol):
+    def by_write_key(self, write_key: str) -> SourceRecord | None: ...
+    def by_name(self, name: str) -> SourceRecord | None: ...
+    def add(self, name: str, write_key: str, at: datetime) -> SourceRecord: ...
+    def all(self) -> list[SourceRecord]: ...
+
+
+class IngestRepository(Protocol):
+    """What ingestion needs from the store, in bulk, inside one transaction."""
+
+    def existing_message_ids(self, source_id: int, message_ids: Sequence[str]) -> set[str]: ...
+    def owners(self, keys: Iterable[IdentityKey]) -> dict[IdentityKey, int]: ...
+    def lead_keys(self, lead_ids: Iterable[int]) -> dict[int, frozenset[IdentityKey]]: ...
+    def create_leads(self, leads: Sequence[NewLead]) -> dict[int, int]: ...
+    def attach(self, keys: Sequence[tuple[IdentityKey, int]], at: datetime) -> None: ...
+    def merge(self, merge: Merge, message_id: str | None, at: datetime) -> None: ...
+    def record_conflicts(
+        self, conflicts: Sequence[tuple[IdentityConflict, str | None]], at: datetime
+    ) -> None: ...
+    def upsert_accounts(self, accounts: Mapping[str, dict[str, Any]], at: datetime) -> None: ...
+    def touch_leads(self, touches: Sequence[LeadTouch], at: datetime) -> None: ...
+    def insert_events(self, rows: Sequence[EventRow]) -> int: ...
+
+
+KIND_LABELS = {
+    "user_id": "userId",
+    "anonymous_id": "anonymousId",
+    "email": "email",
+    "phone": "phone",
+}
+
+
+@dataclass(slots=True)
+class LeadView:
+    """A lead as users see it: identities, traits, stage and scores."""
+
+    id: int
+    email: str | None
+    phone: str | None
+    identities: dict[str, list[str]]
+    traits: dict[str, Any]
+    stage: str
+    fit_score: float
+    fit_grade: str | None
+    engagement_score: float
+    p_convert: float | None
+    account: dict[str, Any] | None
+    first_touch: dict[str, Any]
+    created_at: datetime
+    first_seen_at: datetime | None
+    last_seen_at: datetime | None
+    event_count: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "email": self.email,
+            "phone": self.phone,
+            "identities": self.identities,
+            "traits": self.traits,
+            "stage": self.stage,
+            "scores": {
+                "fit": self.fit_score,
+                "fit_grade": self.fit_grade,
+                "engagement": self.engagement_score,
+                "p_convert": self.p_convert,
+            },
+            "account": self.account,
+            "first_touch": self.first_touch,
+            "created_at": self.created_at.isoformat(),
+            "first_seen_at": self.first_seen_at.isoformat() if self.first_seen_at else None,
+            "last_seen_at": self.last_seen_at.isoformat() if self.last_seen_at else None,
+            "event_count": self.event_count,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class LeadFilter:
+    stage: str | None = None
+    email: str | None = None
+    search: str | None = None
+    source_id: int | None = None
+    account_group_id: str | None = None
+    seen_since: datetime | None = None
+
+
+@dataclass(slots=True)
+class LeadPage:
+    items: list[LeadView]
+    next_after: int | None
+    total: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventView:
+    id: int
+    source_id: int
+    message_id: str
+    type: str
+    name: str | None
+    timestamp: datetime
+    received_at: datetime
+    properties: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "source_id": self.source_id,
+            "message_id": self.message_id,
+            "type": self.type,
+            "name": self.name,
+            "timestamp": self.timestamp.isoformat(),
+            "received_at": self.received_at.isoformat(),
+            "properties": self.properties,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class MergeView:
+    survivor_id: int
+    merged_id: int
+    cause: str
+    message_id: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ConflictView:
+    id: int
+    lead_id: int
+    other_lead_id: int
+    key: str
+    reason: str
+    message_id: str | None
+    created_at: datetime
+
+
+class LeadRepository(Protocol):
+    def get(self, lead_id: int) -> LeadView | None: ...
+    def survivor_of(self, lead_id: int) -> int | None: ...
+    def page(self, filters: LeadFilter, limit: int, after: int | None, count: bool) -> LeadPage: ...
+    def events(self, lead_id: int, limit: int) -> list[EventView]: ...
+    def merges(self, lead_id: int | None) -> list[MergeView]: ...
+    def conflicts(self, lead_id: int | None, include_resolved: bool) -> list[ConflictView]: ...

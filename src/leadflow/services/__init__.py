@@ -1,0 +1,1 @@
+"""Use cases. Services may flush but never commit: the edges commit."""

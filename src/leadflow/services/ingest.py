@@ -1,0 +1,234 @@
+"""Ingesting tracking messages: identity resolution, accounts and the event log, in bulk.
+
+One call handles one batch inside the caller's transaction: it looks up every identity key
+of the batch at once, resolves each message in order in memory (so a batch that introduces a
+visitor and then identifies them makes one lead), and writes leads, identities, merges,
+conflicts, account links and events with a handful of bulk statements.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from leadflow.domain.errors import ItemError
+from leadflow.domain.events import NormalizedEvent
+from leadflow.domain.identity import (
+    IdentityConflict,
+    IdentityKey,
+    Merge,
+    keys_for,
+    previous_keys,
+    resolve,
+)
+from leadflow.ports import EventRow, IngestRepository, LeadTouch, NewLead
+
+IDENTITY_TRAITS = ("email", "phone")
+
+
+@dataclass(slots=True)
+class IngestResult:
+    accepted: int = 0
+    duplicates: int = 0
+    errors: list[ItemError] = field(default_factory=list)
+    leads_created: int = 0
+    merges: int = 0
+    conflicts: int = 0
+
+
+@dataclass
+class _Plan:
+    """The batch's changes, with batch-local negative ids for leads not yet created."""
+
+    owners: dict[IdentityKey, int]
+    lead_keys: dict[int, set[IdentityKey]]
+    new_leads: list[NewLead] = field(default_factory=list)
+    attach: list[tuple[IdentityKey, int]] = field(default_factory=list)
+    merges: list[tuple[Merge, str]] = field(default_factory=list)
+    conflicts: list[tuple[IdentityConflict, str | None]] = field(default_factory=list)
+    touches: dict[int, LeadTouch] = field(default_factory=dict)
+    accounts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    events: list[tuple[NormalizedEvent, int]] = field(default_factory=list)
+    alias: dict[int, int] = field(default_factory=dict)
+
+    def live(self, lead: int) -> int:
+        while lead in self.alias:
+            lead = self.alias[lead]
+        return lead
+
+
+def first_touch(event: NormalizedEvent) -> dict[str, Any]:
+    """Where a lead came from: campaign, page and referrer of their first message."""
+    context = event.context
+    touch: dict[str, Any] = {}
+    campaign = context.get("campaign")
+    if isinstance(campaign, dict) and campaign:
+        touch["campaign"] = campaign
+    page = context.get("page")
+    if isinstance(page, dict):
+        for key in ("url", "path", "referrer"):
+            if page.get(key):
+                touch[key] = page[key]
+    return touch
+
+
+class Ingestor:
+    """Resolves and stores batches of normalised events for one source."""
+
+    def __init__(self, repo: IngestRepository, phone_region: str | None = None) -> None:
+        self.repo = repo
+        self.phone_region = phone_region
+
+    def ingest(
+        self, source_id: int, events: Sequence[NormalizedEvent], at: datetime
+    ) -> IngestResult:
+        result = IngestResult()
+        fresh = self._drop_duplicates(source_id, events, result)
+        if not fresh:
+            return result
+        keyed = [(event, self._keys(event)) for event in fresh]
+        wanted = {key for _, keys in keyed for key in keys}
+        for event in fresh:
+            wanted.update(previous_keys(event.previous_id))
+        owners = self.repo.owners(wanted)
+        known = self.repo.lead_keys(set(owners.values()))
+        plan = _Plan(owners=dict(owners), lead_keys={k: set(v) for k, v in known.items()})
+        for event, keys in keyed:
+            self._place(plan, source_id, event, keys)
+        self._write(plan, source_id, at, result)
+        result.accepted = len(fresh)
+        return result
+
+    def _drop_duplicates(
+        self, source_id: int, events: Sequence[NormalizedEvent], result: IngestResult
+    ) -> list[NormalizedEvent]:
+        seen = self.repo.existing_message_ids(source_id, [e.message_id for e in events])
+        fresh: list[NormalizedEvent] = []
+        for event in events:
+            if event.message_id in seen:
+                result.duplicates += 1
+                continue
+            seen.add(event.message_id)
+            fresh.append(event)
+        return fresh
+
+    def _keys(self, event: NormalizedEvent) -> list[IdentityKey]:
+        traits = event.traits
+        region = traits.get("country") if isinstance(traits.get("country"), str) else None
+        return keys_for(
+            user_id=event.user_id,
+            anonymous_id=event.anonymous_id,
+            email=traits.get("email"),
+            phone=traits.get("phone"),
+            region=region if region and len(region) == 2 else self.phone_region,
+        )
+
+    def _place(
+        self, plan: _Plan, source_id: int, event: NormalizedEvent, keys: list[IdentityKey]
+    ) -> None:
+        previous = previous_keys(event.previous_id)
+        view = {k: plan.live(plan.owners[k]) for k in [*keys, *previous] if k in plan.owners}
+        lead_keys = {lead: frozenset(plan.lead_keys.get(lead, ())) for lead in view.values()}
+        res = resolve(keys, view, lead_keys, cause=event.type, lookup_only=previous)
+        lead = res.lead_id
+        if lead is None:
+            lead = -(len(plan.new_leads) + 1)
+            plan.new_leads.append(
+                NewLead(lead, event.received_at, event.timestamp, source_id, first_touch(event))
+            )
+        for merge in res.merges:
+            self._merge(plan, merge, event.message_id)
+        for key in res.attach:
+            plan.owners[key] = lead
+            plan.lead_keys.setdefault(lead, set()).add(key)
+            plan.attach.append((key, lead))
+        plan.conflicts.extend((c, event.message_id) for c in res.conflicts)
+        self._touch(plan, lead, event, keys)
+        plan.events.append((event, lead))
+
+    def _merge(self, plan: _Plan, merge: Merge, message_id: str) -> None:
+        plan.alias[merge.loser] = merge.survivor
+        plan.lead_keys.setdefault(merge.survivor, set()).update(
+            plan.lead_keys.pop(merge.loser, set())
+        )
+        if merge.loser > 0:
+            plan.merges.append((merge, message_id))
+        loser_touch = plan.touches.pop(merge.loser, None)
+        if loser_touch is not None:
+            touch = self._touch_for(plan, merge.survivor, loser_touch.first_seen_at)
+            touch.first_seen_at = min(touch.first_seen_at, loser_touch.first_seen_at)
+            touch.last_seen_at = max(touch.last_seen_at, loser_touch.last_seen_at)
+            touch.traits = {**loser_touch.traits, **touch.traits}
+            touch.email = touch.email or loser_touch.email
+            touch.phone = touch.phone or loser_touch.phone
+            touch.account_group_id = touch.account_group_id or loser_touch.account_group_id
+
+    @staticmethod
+    def _touch_for(plan: _Plan, lead: int, at: datetime) -> LeadTouch:
+        touch = plan.touches.get(lead)
+        if touch is None:
+            touch = plan.touches[lead] = LeadTouch(lead, at, at, {})
+        return touch
+
+    def _touch(
+        self, plan: _Plan, lead: int, event: NormalizedEvent, keys: list[IdentityKey]
+    ) -> None:
+        touch = self._touch_for(plan, lead, event.timestamp)
+        touch.first_seen_at = min(touch.first_seen_at, event.timestamp)
+        touch.last_seen_at = max(touch.last_seen_at, event.timestamp)
+        owned = plan.lead_keys.get(lead, set())
+        for key in keys:
+            if key.kind in IDENTITY_TRAITS and key in owned:
+                setattr(touch, key.kind, key.value)
+        if event.type == "identify" and event.traits:
+            touch.traits.update(event.traits)
+            touch.traits.pop("email", None)
+            touch.traits.pop("phone", None)
+        if event.type == "group" and event.group_id:
+            touch.account_group_id = event.group_id
+            own = plan.accounts.setdefault(event.group_id, {})
+            own.update(event.traits)
+
+    def _write(self, plan: _Plan, source_id: int, at: datetime, result: IngestResult) -> None:
+        created = [lead for lead in plan.new_leads if lead.ref not in plan.alias]
+        real = self.repo.create_leads(created)
+
+        def final(lead: int) -> int:
+            lead = plan.live(lead)
+            return real[lead] if lead < 0 else lead
+
+        self.repo.attach([(key, final(lead)) for key, lead in plan.attach], at)
+        for merge, message_id in plan.merges:
+            self.repo.merge(Merge(merge.loser, final(merge.survivor), merge.cause), message_id, at)
+        conflicts = [
+            (IdentityConflict(final(c.lead_a), final(c.lead_b), c.key, c.reason), mid)
+            for c, mid in plan.conflicts
+        ]
+        self.repo.record_conflicts(conflicts, at)
+        self.repo.upsert_accounts(plan.accounts, at)
+        touches = []
+        for lead, touch in plan.touches.items():
+            touch.lead_id = final(lead)
+            touches.append(touch)
+        self.repo.touch_leads(touches, at)
+        rows = [_row(source_id, event, final(lead)) for event, lead in plan.events]
+        self.repo.insert_events(rows)
+        result.leads_created = len(created)
+        result.merges = len(plan.merges)
+        result.conflicts = len(conflicts)
+
+
+def _row(source_id: int, event: NormalizedEvent, lead_id: int) -> EventRow:
+    return EventRow(
+        source_id=source_id,
+        message_id=event.message_id,
+        lead_id=lead_id,
+        type=event.type,
+        name=event.name,
+        timestamp=event.timestamp,
+        received_at=event.received_at,
+        properties=event.properties,
+        raw=event.raw,
+    )

@@ -6,6 +6,8 @@ services and commits.
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -37,7 +39,16 @@ from leadflow.services import leads as lead_service
 from leadflow.services import sources as source_service
 from leadflow.services.ingest import Ingestor, IngestResult
 
-_RETRIES = 4
+_RETRIES = 10
+# PostgreSQL deadlock_detected and serialization_failure: the loser may simply run again.
+_TRANSIENT_STATES = frozenset({"40P01", "40001"})
+
+
+def _transient(exc: IntegrityError | OperationalError) -> bool:
+    """A lost race with a concurrent batch (unique key taken, deadlock), worth a retry."""
+    return isinstance(exc, IntegrityError) or (
+        getattr(exc.orig, "sqlstate", None) in _TRANSIENT_STATES
+    )
 
 
 class Leadflow:
@@ -118,6 +129,25 @@ class Leadflow:
             raise BatchErrors(errors=bad, accepted=result.accepted)
         return result
 
+    def import_batch(
+        self,
+        source: SourceRecord,
+        messages: Sequence[object],
+        *,
+        received_at: datetime | None = None,
+    ) -> IngestResult:
+        """Store messages read from a file (``leadflow import``), one chunk per call.
+
+        Like :meth:`ingest`, except that a message with neither userId nor anonymousId is
+        accepted when ``traits.email`` is an email address: a lead known only by email.
+        Invalid messages are reported by index in ``errors``; valid ones are kept.
+        """
+        at = received_at or self.clock.now()
+        good, bad = normalize_batch(list(messages), received_at=at, require_id=False)
+        result = self.ingest_normalized(source.id, good, at)
+        result.errors = bad
+        return result
+
     def ingest_normalized(
         self, source_id: int, events: Sequence[Any], at: datetime
     ) -> IngestResult:
@@ -129,9 +159,10 @@ class Leadflow:
                         SqlIngestRepository(conn), self.settings.default_phone_region
                     )
                     return ingestor.ingest(source_id, events, at)
-            except IntegrityError:
-                if attempt == _RETRIES - 1:
+            except (IntegrityError, OperationalError) as exc:
+                if attempt == _RETRIES - 1 or not _transient(exc):
                     raise
+                time.sleep(random.uniform(0, 0.005 * 2 ** min(attempt, 6)))
         raise AssertionError("unreachable")
 
     # leads -----------------------------------------------------------------------------

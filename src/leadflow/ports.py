@@ -51,6 +51,8 @@ class LeadTouch:
     email: str | None = None
     phone: str | None = None
     account_group_id: str | None = None
+    first_touch: dict[str, Any] | None = None  # of the earliest message, kept if earliest ever
+    first_source_id: int | None = None
 
 
 @dataclass(slots=True)

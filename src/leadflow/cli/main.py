@@ -1,11 +1,80 @@
-"""The leadflow command line (Typer + rich)."""
+"""The leadflow command line (Typer + rich): the root app, global options and wiring.
+
+Each command group lives in its own module; this one only wires them together.
+"""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
-app = typer.Typer(name="leadflow", help="leadflow: lead capture, scoring and qualification.")
+from leadflow import __version__
+from leadflow.cli import identity, imports, init, leads, serve, sources
+from leadflow.cli.common import MARKUP, LeadflowGroup, state
+
+app = typer.Typer(
+    name="leadflow",
+    help="leadflow: lead capture, scoring and qualification.",
+    cls=LeadflowGroup,
+    rich_markup_mode=MARKUP,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"leadflow {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            "--db",
+            envvar="LEADFLOW_DATABASE_URL",
+            metavar="URL",
+            help="Database URL (sqlite:///path or postgresql://user@host/name). "
+            "Default: database_url of leadflow.yaml, else the SQLite file leadflow.db here.",
+            show_default=False,
+        ),
+    ] = None,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the traceback of unexpected errors.")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """leadflow: lead capture, scoring and qualification."""
+    current = state(ctx)
+    current.db = db
+    current.debug = debug
+
+
+app.command("init")(init.init)
+app.command("serve")(serve.serve)
+app.add_typer(sources.app, name="sources")
+app.add_typer(imports.app, name="import")
+app.add_typer(leads.app, name="leads")
+app.add_typer(identity.app, name="identity")
+
+# --- demo -------------------------------------------------------------------------------
+# The `leadflow demo` command is registered here by its owner, e.g.
+#     from leadflow.cli import demo
+#     app.command("demo")(demo.demo)
+# ----------------------------------------------------------------------------------------
 
 
 def run() -> None:
+    """The console entry point (``leadflow``)."""
     app()

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from leadflow.domain.errors import ItemError
+from leadflow.domain.identity import normalize_email
 
 EVENT_TYPES = frozenset({"identify", "track", "page", "screen", "group", "alias"})
 SHORT_TYPES = {
@@ -59,7 +60,10 @@ def parse_timestamp(value: object) -> datetime:
     """
     if isinstance(value, int | float) and not isinstance(value, bool):
         seconds = value / 1000 if value > 1e11 else value
-        return datetime.fromtimestamp(seconds, tz=UTC)
+        try:
+            return datetime.fromtimestamp(seconds, tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            raise ValueError(f"timestamp out of range: {value!r}") from None
     if not isinstance(value, str) or not value:
         raise ValueError(f"not a timestamp: {value!r}")
     text = value.strip()
@@ -72,7 +76,10 @@ def parse_timestamp(value: object) -> datetime:
             raise ValueError(f"not an ISO-8601 timestamp: {value!r}") from None
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"timestamp out of range: {value!r}") from None
 
 
 def corrected_timestamp(
@@ -152,13 +159,15 @@ def _event_type(message: dict[str, Any], route_type: str | None) -> str:
 def _name(message: dict[str, Any], kind: str) -> str | None:
     key = "event" if kind == "track" else "name"
     value = message.get(key)
+    if isinstance(value, str):
+        value = value.strip()
     if value is None or value == "":
         if kind == "track":
             raise _Invalid("event", "is required for track")
         return None
     if not isinstance(value, str):
         raise _Invalid(key, f"must be a string, got {type(value).__name__}")
-    return value.strip()
+    return value
 
 
 def _merged(message: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
@@ -171,7 +180,7 @@ def _merged(message: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]
         if isinstance(base, dict) and base:
             own = message.get(key)
             merged[key] = {**base, **own} if isinstance(own, dict) else dict(base)
-    if "sentAt" not in merged and defaults.get("sentAt") is not None:
+    if merged.get("sentAt") in (None, "") and defaults.get("sentAt") is not None:
         merged["sentAt"] = defaults["sentAt"]
     return merged
 
@@ -183,21 +192,34 @@ def normalize(
     route_type: str | None = None,
     defaults: dict[str, Any] | None = None,
     index: int = 0,
+    require_id: bool = True,
 ) -> NormalizedEvent | ItemError:
-    """Validate and normalise one message; return the event or an error naming the field."""
+    """Validate and normalise one message; return the event or an error naming the field.
+
+    With ``require_id=False`` (file imports) a message with neither userId nor anonymousId
+    is accepted when ``traits.email`` is an email address: a lead known only by email.
+    """
     if not isinstance(message, dict):
         return ItemError(index, "message", f"must be an object, got {type(message).__name__}")
     message = _merged(message, defaults or {})
     if len(orjson.dumps(message)) > MAX_EVENT_BYTES:
         return ItemError(index, "message", f"larger than {MAX_EVENT_BYTES // 1024} KB")
     try:
-        return _build(message, received_at, route_type)
+        return _build(message, received_at, route_type, require_id)
     except _Invalid as exc:
         return ItemError(index, exc.field, exc.reason)
 
 
+def _has_email(message: dict[str, Any], kind: str) -> bool:
+    """Whether the message's traits carry a valid email (the identity of an import)."""
+    traits = message.get("traits")
+    if not traits and kind == "identify" and isinstance(message.get("context"), dict):
+        traits = message["context"].get("traits")
+    return isinstance(traits, dict) and normalize_email(traits.get("email")) is not None
+
+
 def _build(
-    message: dict[str, Any], received_at: datetime, route_type: str | None
+    message: dict[str, Any], received_at: datetime, route_type: str | None, require_id: bool
 ) -> NormalizedEvent:
     kind = _event_type(message, route_type)
     user_id = _as_id(message, "userId")
@@ -205,14 +227,20 @@ def _build(
     previous_id = _as_id(message, "previousId")
     group_id = _as_id(message, "groupId")
     if user_id is None and anonymous_id is None:
-        raise _Invalid("userId", "userId or anonymousId is required")
+        if require_id:
+            raise _Invalid("userId", "userId or anonymousId is required")
+        if not _has_email(message, kind):
+            raise _Invalid("userId", "userId, anonymousId or a valid traits.email is required")
     if kind == "alias" and (previous_id is None or user_id is None):
         raise _Invalid("previousId", "alias needs previousId and userId")
     if kind == "group" and group_id is None:
         raise _Invalid("groupId", "is required for group")
     original = _as_time(message, "timestamp") or _as_time(message, "originalTimestamp")
     sent_at = _as_time(message, "sentAt")
-    timestamp = corrected_timestamp(original, sent_at, received_at)
+    try:
+        timestamp = corrected_timestamp(original, sent_at, received_at)
+    except OverflowError:
+        raise _Invalid("sentAt", "too far from timestamp to correct the clock skew") from None
     traits = _as_dict(message, "traits")
     context = _as_dict(message, "context")
     if not traits and kind == "identify":
@@ -242,13 +270,19 @@ def normalize_batch(
     received_at: datetime,
     route_type: str | None = None,
     defaults: dict[str, Any] | None = None,
+    require_id: bool = True,
 ) -> tuple[list[NormalizedEvent], list[ItemError]]:
     """Normalise every message; return the good ones and the errors by index."""
     good: list[NormalizedEvent] = []
     bad: list[ItemError] = []
     for index, message in enumerate(messages):
         result = normalize(
-            message, received_at=received_at, route_type=route_type, defaults=defaults, index=index
+            message,
+            received_at=received_at,
+            route_type=route_type,
+            defaults=defaults,
+            index=index,
+            require_id=require_id,
         )
         if isinstance(result, ItemError):
             bad.append(result)

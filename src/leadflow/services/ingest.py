@@ -9,7 +9,7 @@ conflicts, account links and events with a handful of bulk statements.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -93,7 +93,7 @@ class Ingestor:
         for event in fresh:
             wanted.update(previous_keys(event.previous_id))
         owners = self.repo.owners(wanted)
-        known = self.repo.lead_keys(set(owners.values()))
+        known = self.repo.lead_keys(_leads_to_load(keyed, owners))
         plan = _Plan(owners=dict(owners), lead_keys={k: set(v) for k, v in known.items()})
         for event, keys in keyed:
             self._place(plan, source_id, event, keys)
@@ -145,7 +145,7 @@ class Ingestor:
             plan.lead_keys.setdefault(lead, set()).add(key)
             plan.attach.append((key, lead))
         plan.conflicts.extend((c, event.message_id) for c in res.conflicts)
-        self._touch(plan, lead, event, keys)
+        self._touch(plan, lead, event, keys, source_id)
         plan.events.append((event, lead))
 
     def _merge(self, plan: _Plan, merge: Merge, message_id: str) -> None:
@@ -156,27 +156,37 @@ class Ingestor:
         if merge.loser > 0:
             plan.merges.append((merge, message_id))
         loser_touch = plan.touches.pop(merge.loser, None)
-        if loser_touch is not None:
-            touch = self._touch_for(plan, merge.survivor, loser_touch.first_seen_at)
-            touch.first_seen_at = min(touch.first_seen_at, loser_touch.first_seen_at)
-            touch.last_seen_at = max(touch.last_seen_at, loser_touch.last_seen_at)
-            touch.traits = {**loser_touch.traits, **touch.traits}
-            touch.email = touch.email or loser_touch.email
-            touch.phone = touch.phone or loser_touch.phone
-            touch.account_group_id = touch.account_group_id or loser_touch.account_group_id
-
-    @staticmethod
-    def _touch_for(plan: _Plan, lead: int, at: datetime) -> LeadTouch:
-        touch = plan.touches.get(lead)
+        if loser_touch is None:
+            return
+        touch = plan.touches.get(merge.survivor)
         if touch is None:
-            touch = plan.touches[lead] = LeadTouch(lead, at, at, {})
-        return touch
+            plan.touches[merge.survivor] = replace(loser_touch, lead_id=merge.survivor)
+            return
+        if loser_touch.first_seen_at < touch.first_seen_at:
+            touch.first_seen_at = loser_touch.first_seen_at
+            touch.first_touch = loser_touch.first_touch
+            touch.first_source_id = loser_touch.first_source_id
+        touch.last_seen_at = max(touch.last_seen_at, loser_touch.last_seen_at)
+        touch.traits = {**loser_touch.traits, **touch.traits}
+        touch.email = touch.email or loser_touch.email
+        touch.phone = touch.phone or loser_touch.phone
+        touch.account_group_id = touch.account_group_id or loser_touch.account_group_id
 
     def _touch(
-        self, plan: _Plan, lead: int, event: NormalizedEvent, keys: list[IdentityKey]
+        self,
+        plan: _Plan,
+        lead: int,
+        event: NormalizedEvent,
+        keys: list[IdentityKey],
+        source_id: int,
     ) -> None:
-        touch = self._touch_for(plan, lead, event.timestamp)
-        touch.first_seen_at = min(touch.first_seen_at, event.timestamp)
+        touch = plan.touches.get(lead)
+        if touch is None:
+            touch = plan.touches[lead] = LeadTouch(lead, event.timestamp, event.timestamp, {})
+        if touch.first_touch is None or event.timestamp < touch.first_seen_at:
+            touch.first_seen_at = event.timestamp
+            touch.first_touch = first_touch(event)
+            touch.first_source_id = source_id
         touch.last_seen_at = max(touch.last_seen_at, event.timestamp)
         owned = plan.lead_keys.get(lead, set())
         for key in keys:
@@ -218,6 +228,20 @@ class Ingestor:
         result.leads_created = len(created)
         result.merges = len(plan.merges)
         result.conflicts = len(conflicts)
+
+
+def _leads_to_load(
+    keyed: list[tuple[NormalizedEvent, list[IdentityKey]]], owners: dict[IdentityKey, int]
+) -> set[int]:
+    """The leads whose full key sets resolution may need: those of messages that could
+    attach, merge or conflict. A message whose keys all belong to one lead needs none."""
+    needed: set[int] = set()
+    for event, keys in keyed:
+        searched = [*keys, *previous_keys(event.previous_id)]
+        found = {owners[key] for key in searched if key in owners}
+        if len(searched) > 1 and not (len(found) == 1 and all(k in owners for k in keys)):
+            needed |= found
+    return needed
 
 
 def _row(source_id: int, event: NormalizedEvent, lead_id: int) -> EventRow:

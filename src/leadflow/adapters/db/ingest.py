@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, bindparam, cast, func, insert, select, update
-from sqlalchemy.dialects.postgresql import JSONB
+import orjson
+from sqlalchemy import (
+    Connection,
+    bindparam,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -18,10 +27,10 @@ from leadflow.adapters.db.tables import (
     IdentityConflictRow,
     Lead,
     LeadMerge,
-    Time,
     cast_table,
 )
 from leadflow.domain.identity import IdentityConflict, IdentityKey, Merge
+from leadflow.domain.profiles import Profile, merged, touched
 from leadflow.ports import EventRow, LeadTouch, NewLead
 
 leads = cast_table(Lead)
@@ -46,13 +55,6 @@ class SqlIngestRepository:
     def _insert(self, table: Any) -> Any:
         return pg_insert(table) if self.pg else sqlite_insert(table)
 
-    def _json_merge(self, column: Any, patch: Any) -> ColumnElement[Any]:
-        """Shallow merge of a JSON object into a JSON column, done by the database."""
-        if self.pg:
-            result: ColumnElement[Any] = column.op("||")(cast(patch, JSONB))
-            return result
-        return func.json_patch(column, patch)
-
     def existing_message_ids(self, source_id: int, message_ids: Sequence[str]) -> set[str]:
         found: set[str] = set()
         for chunk in _chunks(list(set(message_ids))):
@@ -69,8 +71,8 @@ class SqlIngestRepository:
             query = select(identities.c.key, identities.c.lead_id).where(
                 identities.c.key.in_(chunk)
             )
-            for text, lead_id in self.conn.execute(query):
-                found[by_text[text]] = lead_id
+            for stored, lead_id in self.conn.execute(query):
+                found[by_text[stored]] = lead_id
         return found
 
     def lead_keys(self, lead_ids: Iterable[int]) -> dict[int, frozenset[IdentityKey]]:
@@ -111,36 +113,40 @@ class SqlIngestRepository:
             return
         rows = [
             {"key": k.text, "kind": k.kind, "value": k.value, "lead_id": lead, "created_at": at}
-            for k, lead in keys
+            for k, lead in sorted(keys, key=lambda pair: pair[0].text)  # one lock order for all
         ]
         self.conn.execute(insert(identities), rows)
 
+    def _profiles(self, ids: Sequence[int]) -> dict[int, Profile]:
+        """Current profiles of the leads, locked in id order on PostgreSQL."""
+        query = select(*_PROFILE_COLUMNS, leads.c.id).where(leads.c.id.in_(ids))
+        if self.pg:
+            query = query.order_by(leads.c.id).with_for_update(key_share=True)
+        return {row.id: Profile(*row[:-1]) for row in self.conn.execute(query)}
+
+    def _save_profiles(self, profiles: Mapping[int, Profile], at: datetime) -> None:
+        rows = [
+            {"b_id": lead_id, **{c.name: getattr(p, c.name) for c in _PROFILE_COLUMNS}}
+            for lead_id, p in sorted(profiles.items())
+        ]
+        statement = (
+            update(leads)
+            .where(leads.c.id == bindparam("b_id"))
+            .values({c.name: bindparam(c.name, type_=c.type) for c in _PROFILE_COLUMNS})
+            .values(updated_at=at)
+        )
+        self.conn.execute(statement, rows)
+
     def merge(self, merge: Merge, message_id: str | None, at: datetime) -> None:
         loser, survivor = merge.loser, merge.survivor
+        found = self._profiles([loser, survivor])
+        self._save_profiles({survivor: merged(found[survivor], found[loser])}, at)
         self.conn.execute(
             update(identities).where(identities.c.lead_id == loser).values(lead_id=survivor)
         )
         self.conn.execute(update(events).where(events.c.lead_id == loser).values(lead_id=survivor))
         self.conn.execute(
             update(leads).where(leads.c.merged_into == loser).values(merged_into=survivor)
-        )
-        old = leads.alias("old")
-        lost = select(old).where(old.c.id == loser).subquery()
-        self.conn.execute(
-            update(leads)
-            .where(leads.c.id == survivor)
-            .values(
-                traits=self._json_merge(select(lost.c.traits).scalar_subquery(), leads.c.traits),
-                email=func.coalesce(leads.c.email, select(lost.c.email).scalar_subquery()),
-                phone=func.coalesce(leads.c.phone, select(lost.c.phone).scalar_subquery()),
-                account_id=func.coalesce(
-                    leads.c.account_id, select(lost.c.account_id).scalar_subquery()
-                ),
-                first_seen_at=self._least(
-                    leads.c.first_seen_at, select(lost.c.first_seen_at).scalar_subquery()
-                ),
-                updated_at=at,
-            )
         )
         self.conn.execute(
             update(leads).where(leads.c.id == loser).values(merged_into=survivor, updated_at=at)
@@ -154,16 +160,6 @@ class SqlIngestRepository:
                 created_at=at,
             )
         )
-
-    def _least(self, a: Any, b: Any) -> ColumnElement[Any]:
-        if self.pg:
-            return func.least(a, b)
-        return func.min(func.coalesce(a, b), func.coalesce(b, a))
-
-    def _greatest(self, a: Any, b: Any) -> ColumnElement[Any]:
-        if self.pg:
-            return func.greatest(a, b)
-        return func.max(func.coalesce(a, b), func.coalesce(b, a))
 
     def record_conflicts(
         self, found: Sequence[tuple[IdentityConflict, str | None]], at: datetime
@@ -185,19 +181,31 @@ class SqlIngestRepository:
         self.conn.execute(self._insert(conflicts).on_conflict_do_nothing(), rows)
 
     def upsert_accounts(self, found: Mapping[str, dict[str, Any]], at: datetime) -> None:
-        for group_id, traits in found.items():
+        if not found:
+            return
+        existing = {
+            row.group_id: row.traits
+            for row in self.conn.execute(
+                select(accounts.c.group_id, accounts.c.traits).where(
+                    accounts.c.group_id.in_(list(found))
+                )
+            )
+        }
+        for group_id, traits in sorted(found.items()):
             name = traits.get("name") if isinstance(traits.get("name"), str) else None
             statement = self._insert(accounts).values(
                 group_id=group_id, name=name, traits=traits, created_at=at, updated_at=at
             )
-            excluded = statement.excluded
+            merged_traits: Any = {**existing.get(group_id, {}), **traits}
+            if self.pg:  # concurrent writers: merge in the database
+                merged_traits = accounts.c.traits.op("||")(statement.excluded.traits)
             self.conn.execute(
                 statement.on_conflict_do_update(
                     index_elements=[accounts.c.group_id],
                     set_={
-                        "traits": self._json_merge(accounts.c.traits, excluded.traits),
-                        "name": func.coalesce(excluded.name, accounts.c.name),
-                        "updated_at": excluded.updated_at,
+                        "traits": merged_traits,
+                        "name": func.coalesce(statement.excluded.name, accounts.c.name),
+                        "updated_at": statement.excluded.updated_at,
                     },
                 )
             )
@@ -206,34 +214,36 @@ class SqlIngestRepository:
         if not touches:
             return
         account_ids = self._account_ids({t.account_group_id for t in touches} - {None})
-        rows = [
-            {
-                "b_id": t.lead_id,
-                "b_first": t.first_seen_at,
-                "b_last": t.last_seen_at,
-                "b_traits": t.traits,
-                "b_email": t.email,
-                "b_phone": t.phone,
-                "b_account": account_ids.get(t.account_group_id or ""),
-                "b_at": at,
-            }
-            for t in touches
-        ]
-        traits_param = bindparam("b_traits", type_=leads.c.traits.type)
-        statement = (
-            update(leads)
-            .where(leads.c.id == bindparam("b_id"))
-            .values(
-                first_seen_at=self._least(leads.c.first_seen_at, bindparam("b_first", type_=Time)),
-                last_seen_at=self._greatest(leads.c.last_seen_at, bindparam("b_last", type_=Time)),
-                traits=self._json_merge(leads.c.traits, traits_param),
-                email=func.coalesce(bindparam("b_email"), leads.c.email),
-                phone=func.coalesce(bindparam("b_phone"), leads.c.phone),
-                account_id=func.coalesce(bindparam("b_account"), leads.c.account_id),
-                updated_at=bindparam("b_at", type_=Time),
+        changes = {
+            t.lead_id: Profile(
+                traits=t.traits,
+                email=t.email,
+                phone=t.phone,
+                account_id=account_ids.get(t.account_group_id or ""),
+                first_seen_at=t.first_seen_at,
+                last_seen_at=t.last_seen_at,
+                first_touch=t.first_touch or {},
+                first_source_id=t.first_source_id,
             )
+            for t in touches
+        }
+        if self.pg:
+            self._touch_pg(changes, at)
+            return
+        # SQLite: one writer at a time (BEGIN IMMEDIATE), so read-modify-write is safe.
+        current = self._profiles(list(changes))
+        self._save_profiles(
+            {lead: touched(current[lead], change) for lead, change in changes.items()}, at
         )
-        self.conn.execute(statement, rows)
+
+    def _touch_pg(self, changes: Mapping[int, Profile], at: datetime) -> None:
+        """One UPDATE for the whole batch on PostgreSQL, the rows travelling as one JSON
+        document (a fixed statement, prepared once), after locking the rows in id order so
+        concurrent batches never deadlock. Same rules as ``domain.profiles.touched``."""
+        ids = sorted(changes)
+        self.conn.execute(_LOCK_PG, {"ids": ids})
+        rows = [{"b_id": lead, **asdict(changes[lead])} for lead in ids]
+        self.conn.execute(_TOUCH_PG, {"rows": _dumps(rows), "at": at})
 
     def _account_ids(self, group_ids: set[str | None]) -> dict[str, int]:
         if not group_ids:
@@ -244,6 +254,8 @@ class SqlIngestRepository:
     def insert_events(self, rows: Sequence[EventRow]) -> int:
         if not rows:
             return 0
+        if self.pg:
+            return self._insert_events_pg(rows)
         params = [
             {
                 "source_id": r.source_id,
@@ -259,7 +271,80 @@ class SqlIngestRepository:
             for r in rows
         ]
         statement = self._insert(events).on_conflict_do_nothing(
-            index_elements=[events.c.source_id, events.c.message_id]
+            index_elements=[events.c.message_id, events.c.source_id]
         )
         result = self.conn.execute(statement, params)
         return int(result.rowcount or 0)
+
+    def _insert_events_pg(self, rows: Sequence[EventRow]) -> int:
+        document = [
+            {
+                "source_id": r.source_id,
+                "message_id": r.message_id,
+                "lead_id": r.lead_id,
+                "type": r.type,
+                "name": r.name,
+                "timestamp": r.timestamp,
+                "received_at": r.received_at,
+                "properties": r.properties,
+                "raw": r.raw,
+            }
+            for r in rows
+        ]
+        result = self.conn.execute(_EVENTS_PG, {"rows": _dumps(document)})
+        return int(result.rowcount or 0)
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+_PROFILE_COLUMNS = (
+    leads.c.traits,
+    leads.c.email,
+    leads.c.phone,
+    leads.c.account_id,
+    leads.c.first_seen_at,
+    leads.c.last_seen_at,
+    leads.c.first_touch,
+    leads.c.first_source_id,
+)
+
+_LOCK_PG = text("SELECT id FROM leads WHERE id = ANY(:ids) ORDER BY id FOR NO KEY UPDATE")
+
+_TOUCH_PG = text(
+    """
+    UPDATE leads SET
+        traits = leads.traits || t.traits,
+        email = COALESCE(t.email, leads.email),
+        phone = COALESCE(t.phone, leads.phone),
+        account_id = COALESCE(t.account_id, leads.account_id),
+        first_seen_at = LEAST(leads.first_seen_at, t.first_seen_at),
+        last_seen_at = GREATEST(leads.last_seen_at, t.last_seen_at),
+        first_touch = CASE WHEN leads.first_seen_at IS NULL OR t.first_seen_at < leads.first_seen_at
+            THEN t.first_touch ELSE leads.first_touch END,
+        first_source_id = CASE
+            WHEN leads.first_seen_at IS NULL OR t.first_seen_at < leads.first_seen_at
+            THEN t.first_source_id ELSE leads.first_source_id END,
+        updated_at = :at
+    FROM json_to_recordset(CAST(:rows AS json)) AS t(
+        b_id bigint, traits jsonb, email text, phone text, account_id bigint,
+        first_seen_at timestamptz, last_seen_at timestamptz, first_touch jsonb,
+        first_source_id bigint
+    )
+    WHERE leads.id = t.b_id
+    """
+)
+
+_EVENTS_PG = text(
+    """
+    INSERT INTO events
+        (source_id, message_id, lead_id, type, name, timestamp, received_at, properties, raw)
+    SELECT source_id, message_id, lead_id, type, name, timestamp, received_at, properties, raw
+    FROM json_to_recordset(CAST(:rows AS json)) AS r(
+        source_id bigint, message_id text, lead_id bigint, type text, name text,
+        timestamp timestamptz, received_at timestamptz, properties jsonb, raw jsonb
+    )
+    ON CONFLICT (message_id, source_id) DO NOTHING
+    """
+)

@@ -53,13 +53,7 @@ class SqlLeadRepository:
 
     def get(self, lead_id: int) -> LeadView | None:
         views = self._views(select(leads).where(leads.c.id == lead_id))
-        if not views:
-            return None
-        view = views[0]
-        view.event_count = int(
-            self.conn.scalar(select(func.count()).where(events.c.lead_id == lead_id)) or 0
-        )
-        return view
+        return views[0] if views else None
 
     def page(self, filters: LeadFilter, limit: int, after: int | None, count: bool) -> LeadPage:
         query = self._filtered(select(leads), filters)
@@ -108,7 +102,16 @@ class SqlLeadRepository:
             keys[lead_id].setdefault(KIND_LABELS.get(kind, kind), []).append(value)
         account_ids = {row.account_id for row in rows if row.account_id is not None}
         account_map = self._accounts(account_ids)
-        return [_view(row, keys[row.id], account_map.get(row.account_id)) for row in rows]
+        counted = self.conn.execute(
+            select(events.c.lead_id, func.count())
+            .where(events.c.lead_id.in_(ids))
+            .group_by(events.c.lead_id)
+        )
+        counts = {lead_id: int(n) for lead_id, n in counted}
+        return [
+            _view(row, keys[row.id], account_map.get(row.account_id), counts.get(row.id, 0))
+            for row in rows
+        ]
 
     def _accounts(self, ids: set[int]) -> dict[int, dict[str, Any]]:
         if not ids:
@@ -165,7 +168,9 @@ class SqlLeadRepository:
         ]
 
 
-def _view(row: Any, keys: dict[str, list[str]], account: dict[str, Any] | None) -> LeadView:
+def _view(
+    row: Any, keys: dict[str, list[str]], account: dict[str, Any] | None, event_count: int
+) -> LeadView:
     return LeadView(
         id=row.id,
         email=row.email,
@@ -182,4 +187,5 @@ def _view(row: Any, keys: dict[str, list[str]], account: dict[str, Any] | None) 
         created_at=row.created_at,
         first_seen_at=row.first_seen_at,
         last_seen_at=row.last_seen_at,
+        event_count=event_count,
     )

@@ -6,9 +6,10 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 SCRIPT_LOCATION = "leadflow.adapters.db:migrations"
+_LOCK_KEY = 0x1EADF10
 
 
 def _config(engine: Engine) -> Config:
@@ -22,6 +23,9 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the schema to ``revision`` (the latest by default)."""
     config = _config(engine)
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Several server processes may start at once: one migrates, the others wait.
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 

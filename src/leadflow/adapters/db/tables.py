@@ -147,7 +147,7 @@ class Event(Base):
     raw: Mapped[dict[str, Any]] = mapped_column(Json)
 
     __table_args__ = (
-        UniqueConstraint("source_id", "message_id", name="uq_events_source_message"),
+        UniqueConstraint("message_id", "source_id", name="uq_events_message_source"),
         Index("ix_events_lead_timestamp", "lead_id", "timestamp"),
         Index("ix_events_name_timestamp", "name", "timestamp"),
     )

@@ -126,7 +126,7 @@ def upgrade() -> None:
             ["source_id"], ["sources.id"], name=op.f("fk_events_source_id_sources")
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_events")),
-        sa.UniqueConstraint("source_id", "message_id", name="uq_events_source_message"),
+        sa.UniqueConstraint("message_id", "source_id", name="uq_events_message_source"),
     )
     with op.batch_alter_table("events", schema=None) as batch_op:
         batch_op.create_index("ix_events_lead_timestamp", ["lead_id", "timestamp"], unique=False)

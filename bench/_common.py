@@ -1,0 +1,82 @@
+"""Shared helpers for the benchmarks: throwaway databases and a served app."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+
+PG_ADMIN = os.environ.get(
+    "LEADFLOW_BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def database(backend: str, folder: Path) -> Iterator[str]:
+    """A fresh database URL on the backend, dropped afterwards."""
+    if backend == "sqlite":
+        yield f"sqlite:///{folder / f'bench-{uuid.uuid4().hex[:6]}.db'}"
+        return
+    name = f"leadflow_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+psycopg://{PG_ADMIN.split('://', 1)[1].rsplit('/', 1)[0]}/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
+def served(db_url: str, workers: int, folder: Path) -> Iterator[str]:
+    """`leadflow serve` in a subprocess; yields its base URL once /healthz answers."""
+    port = free_port()
+    env = {**os.environ, "LEADFLOW_DATABASE_URL": db_url}
+    log = (folder / f"serve-{port}.log").open("w")
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "leadflow.api.app:create_app",
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
+    proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"server did not start; see {log.name}")
+            time.sleep(0.2)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        log.close()

@@ -367,3 +367,19 @@ def test_message_id_fallback_is_deterministic_and_content_based() -> None:
 def test_numeric_ids_become_strings() -> None:
     event = accepted({"type": "identify", "userId": 1234, "anonymousId": 7.5})
     assert (event.user_id, event.anonymous_id) == ("1234", "7.5")
+
+
+def test_a_value_json_cannot_carry_is_an_item_error_not_a_crash() -> None:
+    from datetime import UTC, datetime
+
+    from leadflow.domain.errors import ItemError
+    from leadflow.domain.events import normalize
+
+    result = normalize(
+        {"type": "track", "event": "X", "userId": "u", "properties": {"tags": {1, 2}}},
+        received_at=datetime(2026, 1, 1, tzinfo=UTC),
+        index=3,
+    )
+    assert isinstance(result, ItemError)
+    assert (result.index, result.field) == (3, "message")
+    assert "JSON" in result.reason

@@ -202,7 +202,11 @@ def normalize(
     if not isinstance(message, dict):
         return ItemError(index, "message", f"must be an object, got {type(message).__name__}")
     message = _merged(message, defaults or {})
-    if len(orjson.dumps(message)) > MAX_EVENT_BYTES:
+    try:
+        size = len(orjson.dumps(message))
+    except TypeError as exc:
+        return ItemError(index, "message", f"not representable as JSON: {exc}")
+    if size > MAX_EVENT_BYTES:
         return ItemError(index, "message", f"larger than {MAX_EVENT_BYTES // 1024} KB")
     try:
         return _build(message, received_at, route_type, require_id)

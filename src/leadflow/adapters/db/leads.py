@@ -74,9 +74,12 @@ class SqlLeadRepository:
         if f.email:
             query = query.where(leads.c.email == f.email.strip().lower())
         if f.search:
-            pattern = f"%{f.search.strip().lower()}%"
+            needle = f.search.strip().lower()
             query = query.where(
-                or_(leads.c.email.like(pattern), func.lower(leads.c.phone).like(pattern))
+                or_(
+                    leads.c.email.contains(needle, autoescape=True),
+                    leads.c.phone.contains(needle, autoescape=True),
+                )
             )
         if f.source_id is not None:
             query = query.where(leads.c.first_source_id == f.source_id)

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from leadflow import __version__
-from leadflow.cli import identity, imports, init, leads, serve, sources
+from leadflow.cli import demo, identity, imports, init, leads, serve, sources
 from leadflow.cli.common import MARKUP, LeadflowGroup, state
 
 app = typer.Typer(
@@ -68,11 +68,7 @@ app.add_typer(imports.app, name="import")
 app.add_typer(leads.app, name="leads")
 app.add_typer(identity.app, name="identity")
 
-# --- demo -------------------------------------------------------------------------------
-# The `leadflow demo` command is registered here by its owner, e.g.
-#     from leadflow.cli import demo
-#     app.command("demo")(demo.demo)
-# ----------------------------------------------------------------------------------------
+app.command("demo")(demo.demo)
 
 
 def run() -> None:

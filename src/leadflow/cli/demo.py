@@ -1,0 +1,127 @@
+"""``leadflow demo``: a simulated B2B company sent through the real HTTP ingestion path."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+import typer
+import uvicorn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from leadflow.adapters.tracking_client import SendReport, send_over_http
+from leadflow.api.app import create_app
+from leadflow.bootstrap import Leadflow
+from leadflow.cli.common import fail, masked, stdout, store
+from leadflow.cli.serve import base_url, port_free
+from leadflow.ports import LeadFilter
+from leadflow.simulator import SimulationConfig, simulate
+
+SOURCE = "demo-website"
+
+
+@contextlib.contextmanager
+def background_server(leadflow: Leadflow, host: str, port: int) -> Iterator[uvicorn.Server]:
+    """The app under uvicorn in a thread; stopped when the block ends."""
+    config = uvicorn.Config(
+        create_app(leadflow=leadflow), host=host, port=port, log_level="warning", lifespan="off"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="leadflow-demo-server", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            fail(f"the demo server could not start on {host}:{port}")
+        time.sleep(0.05)
+    try:
+        yield server
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def _send(address: str, write_key: str, messages: list[dict[str, Any]]) -> tuple[SendReport, float]:
+    columns = (
+        TextColumn("sending events"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+    )
+    start = time.perf_counter()
+    with Progress(*columns, console=stdout(wide=False), transient=False) as progress:
+        task = progress.add_task("send", total=len(messages), rate="")
+
+        def advance(count: int) -> None:
+            done = progress.tasks[0].completed + count
+            rate = done / max(time.perf_counter() - start, 1e-9)
+            progress.update(task, advance=count, rate=f"{rate:,.0f} events/s")
+
+        report = send_over_http(address, write_key, messages, on_batch=advance)
+    return report, time.perf_counter() - start
+
+
+def _summary(
+    leadflow: Leadflow, report: SendReport, seconds: float, truth: dict[str, Any]
+) -> Table:
+    page = leadflow.leads(LeadFilter(), limit=1, count=True)
+    known = leadflow.leads(LeadFilter(search="@"), limit=1, count=True)
+    table = Table(title="leadflow demo", show_header=False, title_justify="left")
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    table.add_row("messages sent over HTTP", f"{report.messages:,}")
+    table.add_row("rejected messages", f"{report.rejected:,}")
+    table.add_row("ingestion rate", f"{report.messages / max(seconds, 1e-9):,.0f} events/s")
+    table.add_row("leads in the store", f"{page.total or 0:,}")
+    table.add_row("leads with an email", f"{known.total or 0:,}")
+    table.add_row("identity merges", f"{len(leadflow.merges()):,}")
+    table.add_row("identity conflicts", f"{len(leadflow.conflicts()):,}")
+    table.add_row("simulated opportunities (ground truth)", f"{truth['opportunities']:,}")
+    table.add_row("simulated customers (ground truth)", f"{truth['customers']:,}")
+    table.add_row("simulated revenue (ground truth)", f"{truth['revenue']:,.0f}")
+    return table
+
+
+def demo(
+    ctx: typer.Context,
+    leads: Annotated[int, typer.Option(min=10, help="Leads in the simulated company.")] = 3000,
+    days: Annotated[int, typer.Option(min=7, help="Days of activity to simulate.")] = 90,
+    seed: Annotated[int, typer.Option(help="Seed: the same seed makes the same company.")] = 7,
+    serve: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="Keep serving the app afterwards.")
+    ] = True,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+) -> None:
+    """Simulate a B2B company's leads and send their events through the HTTP ingestion
+    path into the database of this folder, print a summary, then serve the app.
+
+    Running it again sends the same messages: they are de-duplicated, nothing doubles."""
+    if not port_free(host, port):
+        fail(f"cannot listen on {host}:{port}: the address is in use (try --port)")
+    company = simulate(SimulationConfig(seed=seed, leads=leads, days=days))
+    out = stdout(wide=False)
+    with store(ctx) as leadflow:
+        out.print(f"database: {masked(leadflow.settings.resolved_database_url())}")
+        source = leadflow.ensure_source(SOURCE)
+        out.print(f"simulating {leads:,} leads over {days} days (seed {seed})...")
+        messages = list(company.messages())
+        address = base_url(host, port)
+        with background_server(leadflow, host, port) as server:
+            report, seconds = _send(address, source.write_key, messages)
+            out.print(_summary(leadflow, report, seconds, company.summary()))
+            for problem in (report.errors or [])[:5]:
+                out.print(f"[yellow]rejected batch: {problem}[/]")
+            if not serve:
+                return
+            out.print(f"\nleadflow is serving on [bold]{address}[/] (API docs: {address}/docs)")
+            out.print(f"leads: {address}/api/leads   tracking: {address}/v1/batch")
+            out.print("Press Ctrl-C to stop.")
+            with contextlib.suppress(KeyboardInterrupt):
+                while not server.should_exit:
+                    time.sleep(0.5)

@@ -92,6 +92,7 @@ class Ingestor:
         wanted = {key for _, keys in keyed for key in keys}
         for event in fresh:
             wanted.update(previous_keys(event.previous_id))
+        self.repo.lock_keys(wanted)  # concurrent batches sharing a key take turns
         owners = self.repo.owners(wanted)
         known = self.repo.lead_keys(_leads_to_load(keyed, owners))
         plan = _Plan(owners=dict(owners), lead_keys={k: set(v) for k, v in known.items()})

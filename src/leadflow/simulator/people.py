@@ -20,7 +20,7 @@ from typing import Generic, NamedTuple, TypeVar
 
 from leadflow.simulator import catalog as cat
 from leadflow.simulator import model
-from leadflow.simulator.clock import MS_HOUR, MS_MINUTE, LocalCalendar
+from leadflow.simulator.clock import MS_HOUR, LocalCalendar
 from leadflow.simulator.site import SOURCE_MIX, SOURCES
 
 T = TypeVar("T")
@@ -182,10 +182,7 @@ class PeopleFactory:
         traits["utm_campaign"] = _campaign(rng, persona, source.campaigns)
         fit, intent = self._latent(persona, traits, country, account, email)
         hour = diurnal_hours(rng, persona)
-        minute = rng.random() * 60.0
-        first_touch = self.calendar.midnight(zone.tz, day) + int(
-            hour * MS_HOUR + minute * MS_MINUTE
-        )
+        first_touch = self.calendar.midnight(zone.tz, day) + int(hour * MS_HOUR)
         return Person(index, persona, email, traits, account, fit, intent, first_touch, zone.tz)
 
     def _latent(

@@ -117,12 +117,14 @@ class Cursor:
             self.email = messy_email(self.email, int(h[14:16], 16))
         self.events = events
         self.pos = 0
-        self.lead: SimLead | None = lead
         self.keep_lead_until = _last_identity_event(events)
+        self.lead: SimLead | None = lead if self.keep_lead_until >= 0 else None
         self.deal_value = lead.deal_value
-        self.known = [False, False]
-        self.last_t = [0, 0]
-        self.last_url = ["", ""]
+        # Per device (0: first, 1: second): identified yet, last page time and URL. A bit mask
+        # and tuples of strings leave fewer objects for the cycle collector to walk.
+        self.known = 0
+        self.last_t = (0, 0)
+        self.last_url = ("", "")
         source = SOURCES[str(lead.traits["source"])]
         self.referrer = source.referrer
         self.campaign: tuple[str, str, str] | None = None
@@ -177,8 +179,8 @@ class Renderer:
             "anonymousId": cur.anon[dev],
         }
         if code == ev.IDENTIFY:
-            cur.known[dev] = True
-        if cur.known[dev] or code >= ev.OPPORTUNITY_CREATED:
+            cur.known |= 1 << dev
+        if cur.known >> dev & 1 or code >= ev.OPPORTUNITY_CREATED:
             msg["userId"] = cur.uid
         day, rest = divmod(value >> 20, MS_DAY)
         prefix = self._days.get(day) or self._day(day)
@@ -218,8 +220,10 @@ class Renderer:
             referrer = cur.last_url[dev]
         else:
             referrer = EXTERNAL_REFERRERS[(cur.pos * 7 + t) % len(EXTERNAL_REFERRERS)]
-        cur.last_t[dev] = t
-        cur.last_url[dev] = url
+        if dev:
+            cur.last_t, cur.last_url = (cur.last_t[0], t), (cur.last_url[0], url)
+        else:
+            cur.last_t, cur.last_url = (t, cur.last_t[1]), (url, cur.last_url[1])
         title = page.title
         msg["name"] = page.name
         msg["properties"] = {"path": path, "url": url, "title": title, "referrer": referrer}

@@ -42,7 +42,8 @@ def make_engine(url: str, pool_size: int = 10) -> Engine:
             json_deserializer=orjson.loads,
             pool_size=pool_size,
             max_overflow=pool_size,
-            pool_pre_ping=True,
+            # No pre-ping round trip per transaction: a connection the server dropped fails
+            # once, the pool is invalidated, and the client's retry gets a fresh one.
         )
     raise ConfigError(f"database URL {url!r}: only sqlite and postgresql are supported")
 

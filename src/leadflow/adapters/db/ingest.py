@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
@@ -64,6 +63,13 @@ class SqlIngestRepository:
             found.update(self.conn.scalars(query))
         return found
 
+    def lock_keys(self, keys: Iterable[IdentityKey]) -> None:
+        """Serialise concurrent batches that share an identity key, in one global order, so
+        that looking a key up and creating it never races. SQLite needs nothing: its
+        writers already take turns (BEGIN IMMEDIATE)."""
+        if self.pg:
+            self.conn.execute(_LOCK_KEYS_PG, {"keys": [key.text for key in keys]})
+
     def owners(self, keys: Iterable[IdentityKey]) -> dict[IdentityKey, int]:
         by_text = {key.text: key for key in keys}
         found: dict[IdentityKey, int] = {}
@@ -104,8 +110,14 @@ class SqlIngestRepository:
             }
             for lead in new
         ]
-        statement = insert(leads).returning(leads.c.id, sort_by_parameter_order=True)
-        ids = list(self.conn.scalars(statement, rows))
+        if self.pg:
+            ids = list(self.conn.scalars(_NEXT_LEAD_IDS_PG, {"n": len(rows)}))
+            for row, lead_id in zip(rows, ids, strict=True):
+                row["id"] = lead_id
+            self.conn.execute(_LEADS_PG, {"rows": _dumps(rows)})
+        else:
+            statement = insert(leads).returning(leads.c.id, sort_by_parameter_order=True)
+            ids = list(self.conn.scalars(statement, rows))
         return {lead.ref: lead_id for lead, lead_id in zip(new, ids, strict=True)}
 
     def attach(self, keys: Sequence[tuple[IdentityKey, int]], at: datetime) -> None:
@@ -115,7 +127,10 @@ class SqlIngestRepository:
             {"key": k.text, "kind": k.kind, "value": k.value, "lead_id": lead, "created_at": at}
             for k, lead in sorted(keys, key=lambda pair: pair[0].text)  # one lock order for all
         ]
-        self.conn.execute(insert(identities), rows)
+        if self.pg:
+            self.conn.execute(_IDENTITIES_PG, {"rows": _dumps(rows)})
+        else:
+            self.conn.execute(insert(identities), rows)
 
     def _profiles(self, ids: Sequence[int]) -> dict[int, Profile]:
         """Current profiles of the leads, locked in id order on PostgreSQL."""
@@ -183,6 +198,18 @@ class SqlIngestRepository:
     def upsert_accounts(self, found: Mapping[str, dict[str, Any]], at: datetime) -> None:
         if not found:
             return
+        rows: list[dict[str, Any]] = [
+            {
+                "group_id": group_id,
+                "name": traits.get("name") if isinstance(traits.get("name"), str) else None,
+                "traits": traits,
+                "at": at,
+            }
+            for group_id, traits in sorted(found.items())
+        ]
+        if self.pg:  # one statement; concurrent writers merge traits in the database
+            self.conn.execute(_ACCOUNTS_PG, {"rows": _dumps(rows)})
+            return
         existing = {
             row.group_id: row.traits
             for row in self.conn.execute(
@@ -191,21 +218,21 @@ class SqlIngestRepository:
                 )
             )
         }
-        for group_id, traits in sorted(found.items()):
-            name = traits.get("name") if isinstance(traits.get("name"), str) else None
-            statement = self._insert(accounts).values(
-                group_id=group_id, name=name, traits=traits, created_at=at, updated_at=at
+        for row in rows:
+            statement = sqlite_insert(accounts).values(
+                group_id=row["group_id"],
+                name=row["name"],
+                traits=row["traits"],
+                created_at=at,
+                updated_at=at,
             )
-            merged_traits: Any = {**existing.get(group_id, {}), **traits}
-            if self.pg:  # concurrent writers: merge in the database
-                merged_traits = accounts.c.traits.op("||")(statement.excluded.traits)
             self.conn.execute(
                 statement.on_conflict_do_update(
                     index_elements=[accounts.c.group_id],
                     set_={
-                        "traits": merged_traits,
+                        "traits": {**existing.get(row["group_id"], {}), **row["traits"]},
                         "name": func.coalesce(statement.excluded.name, accounts.c.name),
-                        "updated_at": statement.excluded.updated_at,
+                        "updated_at": at,
                     },
                 )
             )
@@ -242,7 +269,7 @@ class SqlIngestRepository:
         concurrent batches never deadlock. Same rules as ``domain.profiles.touched``."""
         ids = sorted(changes)
         self.conn.execute(_LOCK_PG, {"ids": ids})
-        rows = [{"b_id": lead, **asdict(changes[lead])} for lead in ids]
+        rows = [{"b_id": lead, **_profile_json(changes[lead])} for lead in ids]
         self.conn.execute(_TOUCH_PG, {"rows": _dumps(rows), "at": at})
 
     def _account_ids(self, group_ids: set[str | None]) -> dict[str, int]:
@@ -295,6 +322,10 @@ class SqlIngestRepository:
         return int(result.rowcount or 0)
 
 
+def _profile_json(profile: Profile) -> dict[str, Any]:
+    return {column.name: getattr(profile, column.name) for column in _PROFILE_COLUMNS}
+
+
 def _dumps(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
@@ -308,6 +339,58 @@ _PROFILE_COLUMNS = (
     leads.c.last_seen_at,
     leads.c.first_touch,
     leads.c.first_source_id,
+)
+
+_NEXT_LEAD_IDS_PG = text(
+    "SELECT nextval(pg_get_serial_sequence('leads', 'id')) FROM generate_series(1, :n)"
+)
+
+_LEADS_PG = text(
+    """
+    INSERT INTO leads (id, traits, stage, version, fit_score, engagement_score, first_source_id,
+        first_touch, created_at, first_seen_at, last_seen_at, updated_at)
+    SELECT id, traits, stage, version, fit_score, engagement_score, first_source_id,
+        first_touch, created_at, first_seen_at, last_seen_at, updated_at
+    FROM json_to_recordset(CAST(:rows AS json)) AS r(
+        id bigint, traits jsonb, stage text, version int, fit_score float8,
+        engagement_score float8, first_source_id bigint, first_touch jsonb,
+        created_at timestamptz, first_seen_at timestamptz, last_seen_at timestamptz,
+        updated_at timestamptz
+    )
+    """
+)
+
+_IDENTITIES_PG = text(
+    """
+    INSERT INTO identities (key, kind, value, lead_id, created_at)
+    SELECT key, kind, value, lead_id, created_at
+    FROM json_to_recordset(CAST(:rows AS json)) AS r(
+        key text, kind text, value text, lead_id bigint, created_at timestamptz
+    )
+    """
+)
+
+_ACCOUNTS_PG = text(
+    """
+    INSERT INTO accounts (group_id, name, traits, created_at, updated_at)
+    SELECT group_id, name, traits, at, at
+    FROM json_to_recordset(CAST(:rows AS json)) AS r(
+        group_id text, name text, traits jsonb, at timestamptz
+    )
+    ON CONFLICT (group_id) DO UPDATE SET
+        traits = accounts.traits || excluded.traits,
+        name = COALESCE(excluded.name, accounts.name),
+        updated_at = excluded.updated_at
+    """
+)
+
+_LOCK_KEYS_PG = text(
+    """
+    SELECT count(pg_advisory_xact_lock(h)) FROM (
+        SELECT DISTINCT hashtextextended(k, 0) AS h FROM unnest(CAST(:keys AS text[])) AS k
+        ORDER BY h
+    ) AS ordered
+    """
 )
 
 _LOCK_PG = text("SELECT id FROM leads WHERE id = ANY(:ids) ORDER BY id FOR NO KEY UPDATE")
@@ -343,7 +426,7 @@ _EVENTS_PG = text(
     SELECT source_id, message_id, lead_id, type, name, timestamp, received_at, properties, raw
     FROM json_to_recordset(CAST(:rows AS json)) AS r(
         source_id bigint, message_id text, lead_id bigint, type text, name text,
-        timestamp timestamptz, received_at timestamptz, properties jsonb, raw jsonb
+        timestamp timestamptz, received_at timestamptz, properties jsonb, raw json
     )
     ON CONFLICT (message_id, source_id) DO NOTHING
     """

@@ -35,6 +35,7 @@ NAMING = {
 }
 
 Json = JSON().with_variant(JSONB(), "postgresql")
+RawJson = JSON()
 # SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets 64-bit ids.
 Id = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -113,10 +114,7 @@ class Lead(Base):
     last_seen_at: Mapped[datetime | None] = mapped_column(Time)
     updated_at: Mapped[datetime] = mapped_column(Time)
 
-    __table_args__ = (
-        Index("ix_leads_stage_id", "stage", "id"),
-        Index("ix_leads_last_seen_at", "last_seen_at"),
-    )
+    __table_args__ = (Index("ix_leads_stage_id", "stage", "id"),)
 
 
 class Identity(Base):
@@ -144,7 +142,8 @@ class Event(Base):
     timestamp: Mapped[datetime] = mapped_column(Time)
     received_at: Mapped[datetime] = mapped_column(Time)
     properties: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
-    raw: Mapped[dict[str, Any]] = mapped_column(Json)
+    # json, not jsonb: kept verbatim for audit and replay, never queried inside.
+    raw: Mapped[dict[str, Any]] = mapped_column(RawJson)
 
     __table_args__ = (
         UniqueConstraint("message_id", "source_id", name="uq_events_message_source"),

@@ -93,7 +93,6 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("leads", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_leads_email"), ["email"], unique=False)
-        batch_op.create_index("ix_leads_last_seen_at", ["last_seen_at"], unique=False)
         batch_op.create_index(batch_op.f("ix_leads_merged_into"), ["merged_into"], unique=False)
         batch_op.create_index("ix_leads_stage_id", ["stage", "id"], unique=False)
 
@@ -114,11 +113,7 @@ def upgrade() -> None:
             sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
             nullable=False,
         ),
-        sa.Column(
-            "raw",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
-            nullable=False,
-        ),
+        sa.Column("raw", sa.JSON(), nullable=False),
         sa.ForeignKeyConstraint(
             ["lead_id"], ["leads.id"], name=op.f("fk_events_lead_id_leads"), ondelete="CASCADE"
         ),
@@ -237,7 +232,6 @@ def downgrade() -> None:
     with op.batch_alter_table("leads", schema=None) as batch_op:
         batch_op.drop_index("ix_leads_stage_id")
         batch_op.drop_index(batch_op.f("ix_leads_merged_into"))
-        batch_op.drop_index("ix_leads_last_seen_at")
         batch_op.drop_index(batch_op.f("ix_leads_email"))
 
     op.drop_table("leads")

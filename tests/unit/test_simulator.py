@@ -311,26 +311,28 @@ def test_careers_only_visitors_rarely_convert(
 def test_recent_engagement_predicts_better_than_lifetime_points(
     company: Company, leads: list[SimLead], by_lead: dict[str, list[dict[str, Any]]]
 ) -> None:
-    """As of day 60, rank leads for an opportunity in the next 30 days."""
+    """Scored on days 40, 55 and 70, rank leads for an opportunity in the next 30 days."""
     start, _ = company.window
-    as_of = start + timedelta(days=60)
     lifetime, recent, fit_recent, labels = [], [], [], []
-    for lead in leads:
-        if lead.first_touch >= as_of or (lead.opportunity_at and lead.opportunity_at <= as_of):
-            continue
-        total = decayed = 0.0
-        for m in by_lead[lead.key]:
-            when = ts(m)
-            if when >= as_of:
-                break
-            points = _points(m)
-            total += points
-            decayed += points * 0.5 ** ((as_of - when).total_seconds() / (7 * 86400))
-        lifetime.append(total)
-        recent.append(decayed)
-        fit_recent.append(lead.fit * max(decayed, 0.0))
-        labels.append(bool(lead.opportunity_at and lead.opportunity_at <= as_of + timedelta(30)))
-    assert sum(labels) >= 10
+    for day in (40, 55, 70):
+        as_of = start + timedelta(days=day)
+        for lead in leads:
+            if lead.first_touch >= as_of or (lead.opportunity_at and lead.opportunity_at <= as_of):
+                continue
+            total = decayed = 0.0
+            for m in by_lead[lead.key]:
+                when = ts(m)
+                if when >= as_of:
+                    break
+                points = _points(m)
+                total += points
+                decayed += points * 0.5 ** ((as_of - when).total_seconds() / (7 * 86400))
+            lifetime.append(total)
+            recent.append(decayed)
+            fit_recent.append(lead.fit * max(decayed, 0.0))
+            soon = lead.opportunity_at and lead.opportunity_at <= as_of + timedelta(days=30)
+            labels.append(bool(soon))
+    assert sum(labels) >= 30
     assert _auc(recent, labels) > _auc(lifetime, labels) + 0.03
     assert _auc(fit_recent, labels) > _auc(lifetime, labels) + 0.05
 

@@ -48,7 +48,7 @@ OPP_NOISE = 0.6
 OUTBOUND_RATE = 0.02
 
 # P(won | opportunity) = sigmoid(WIN_BASE + WIN_FIT * fit + WIN_ENGAGEMENT * engagement + noise)
-WIN_BASE = -3.0
+WIN_BASE = -3.1
 WIN_FIT = 2.2
 WIN_ENGAGEMENT = 0.9
 WIN_NOISE = 0.5

@@ -1,0 +1,52 @@
+"""`leadflow demo --no-serve`: a simulated company through real HTTP into this folder's store."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from leadflow import LeadFilter, Settings, open_leadflow
+from leadflow.adapters.db.tables import Event
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _demo(folder: Path) -> subprocess.CompletedProcess[str]:
+    command = [
+        sys.executable, "-m", "leadflow.cli", "demo", "--no-serve",
+        "--leads", "300", "--days", "30", "--port", str(_free_port()),
+    ]  # fmt: skip
+    return subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=300)
+
+
+def test_demo_fills_the_store_of_the_current_folder_and_is_idempotent(tmp_path: Path) -> None:
+    first = _demo(tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "messages sent over HTTP" in first.stdout
+    assert "Traceback" not in first.stderr
+    database = tmp_path / "leadflow.db"
+    assert database.exists()
+    with open_leadflow(Settings(database_url=f"sqlite:///{database}")) as lf:
+        leads = lf.leads(LeadFilter(), limit=1, count=True).total
+        with lf.engine.connect() as conn:
+            events = conn.scalar(select(func.count()).select_from(Event))
+        # every simulated person is one lead, whatever devices and identifies they used
+        assert leads == 300
+        assert events and events > 300 * 3
+        known = lf.leads(LeadFilter(search="@"), limit=1000).items
+        assert known and all(lead.email == lead.email.lower() for lead in known if lead.email)
+
+    second = _demo(tmp_path)
+    assert second.returncode == 0, second.stderr
+    with open_leadflow(Settings(database_url=f"sqlite:///{database}")) as lf:
+        assert lf.leads(LeadFilter(), limit=1, count=True).total == 300
+        with lf.engine.connect() as conn:
+            assert conn.scalar(select(func.count()).select_from(Event)) == events

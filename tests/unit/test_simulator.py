@@ -248,6 +248,20 @@ def test_messy_emails_second_devices_and_aliases(messages: list[dict[str, Any]])
     assert any(m["type"] == "alias" for m in messages)
 
 
+def test_every_device_is_tied_to_its_person(
+    leads: list[SimLead], messages: list[dict[str, Any]]
+) -> None:
+    """A second device always identifies inside the window: one person, one merged lead."""
+    primary = {lead.anonymous_id for lead in leads}
+    identified = {m["anonymousId"] for m in messages if m["type"] == "identify"}
+    others = {m["anonymousId"] for m in messages} - primary
+    assert others and others <= identified
+    owner = {lead.user_id: lead.email for lead in leads if lead.user_id}
+    for m in messages:
+        if m["type"] == "identify":
+            assert m["traits"]["email"].strip().lower() == owner[m["userId"]]
+
+
 def test_arrivals_have_weekly_seasonality(leads: list[SimLead]) -> None:
     days: Counter[int] = Counter()
     for lead in leads:

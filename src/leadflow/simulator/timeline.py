@@ -395,7 +395,9 @@ class TimelineBuilder:
         age = (run.identified_at - midnight) / MS_DAY + 1.0 + exponential(run.rng, 10.0)
         t = self._local_time(run, age)
         if t < self.horizon:
-            self._session(run, -1, t, run.habit, 0, _DEVICE2)
+            done = self._session(run, -1, t, run.habit, 0, _DEVICE2)
+            if t < self.end <= done + 300:  # the window would end before the device identifies
+                run.events = [v for v in run.events if not v >> 6 & 1]
 
     # -- ground truth -----------------------------------------------------------------------
 

@@ -10,20 +10,32 @@ import random
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from leadflow.adapters.db import migrate
+from leadflow.adapters.db.backtest import reading as backtest_reading
 from leadflow.adapters.db.engine import make_engine
+from leadflow.adapters.db.explain import SqlExplainRepository
 from leadflow.adapters.db.ingest import SqlIngestRepository
 from leadflow.adapters.db.leads import SqlLeadRepository
+from leadflow.adapters.db.lifecycle import SqlLifecycleRepository
+from leadflow.adapters.db.models import SqlModelRepository
+from leadflow.adapters.db.rescore import SqlRescoreRepository
 from leadflow.adapters.db.sources import SqlSourceRepository
 from leadflow.config import Settings
-from leadflow.domain.errors import AuthenticationError, BatchErrors, ConfigError
+from leadflow.domain.errors import (
+    AuthenticationError,
+    BatchErrors,
+    NotFound,
+    StoreUnavailable,
+    ValidationError,
+)
 from leadflow.domain.events import normalize_batch
+from leadflow.domain.lifecycle import StageChange
 from leadflow.ports import (
     Clock,
     ConflictView,
@@ -35,9 +47,16 @@ from leadflow.ports import (
     SourceRecord,
     SystemClock,
 )
+from leadflow.services import backtest as backtest_service
+from leadflow.services import explain as explain_service
 from leadflow.services import leads as lead_service
+from leadflow.services import lifecycle as lifecycle_service
+from leadflow.services import rescore as rescore_service
 from leadflow.services import sources as source_service
 from leadflow.services.ingest import Ingestor, IngestResult
+from leadflow.services.models import ScoringModel, load_model
+from leadflow.services.qualify import Qualifier
+from leadflow.services.rescore import ProgressFn, RescoreReport
 
 _RETRIES = 10
 # PostgreSQL deadlock_detected and serialization_failure: the loser may simply run again.
@@ -59,6 +78,8 @@ class Leadflow:
         self.clock: Clock = clock or SystemClock()
         self.engine: Engine = make_engine(settings.resolved_database_url(), settings.db_pool_size)
         self._write_keys: dict[str, SourceRecord] = {}
+        self.model: ScoringModel = load_model(settings.config_file)
+        self.qualifier = Qualifier(self.model)
 
     # lifecycle -------------------------------------------------------------------------
     def migrate(self) -> None:
@@ -66,7 +87,9 @@ class Leadflow:
         try:
             migrate.upgrade(self.engine)
         except OperationalError as exc:
-            raise ConfigError(f"cannot reach the database: {exc.orig}") from None
+            raise StoreUnavailable(f"cannot reach the database: {exc.orig}") from None
+        with self.transaction() as conn:
+            SqlModelRepository(conn).remember(self.model.version, self.model.spec, self.clock.now())
 
     def close(self) -> None:
         self.engine.dispose()
@@ -156,7 +179,9 @@ class Leadflow:
             try:
                 with self.transaction() as conn:
                     ingestor = Ingestor(
-                        SqlIngestRepository(conn), self.settings.default_phone_region
+                        SqlIngestRepository(conn),
+                        self.qualifier,
+                        self.settings.default_phone_region,
                     )
                     return ingestor.ingest(source_id, events, at)
             except (IntegrityError, OperationalError) as exc:
@@ -198,6 +223,82 @@ class Leadflow:
     ) -> list[ConflictView]:
         with self.engine.connect() as conn:
             return SqlLeadRepository(conn).conflicts(lead_id, include_resolved)
+
+    # scoring and lifecycle -------------------------------------------------------------
+    def explain(self, lead_id: int) -> dict[str, Any]:
+        """Why the lead has its scores and stage: rules, events, fit, policy, history."""
+        with self.engine.connect() as conn:
+            live = lead_service.get_lead(SqlLeadRepository(conn), lead_id).id
+            found = explain_service.explain(
+                SqlExplainRepository(conn), self.model, live, self.clock.now()
+            )
+        if found is None:
+            raise NotFound(f"no lead with id {lead_id}")
+        return found
+
+    def decide(
+        self, lead_id: int, decision: str, reason: str, actor: str = "user", note: str = ""
+    ) -> StageChange:
+        """Sales accepts (MQL -> SAL) or rejects (MQL -> recycled) an MQL with a reason code."""
+        if decision not in ("accept", "reject"):
+            raise ValidationError(f"decision: {decision!r} is not 'accept' or 'reject'")
+        with self.transaction() as conn:
+            repo = SqlLifecycleRepository(conn)
+            return lifecycle_service.decide(
+                repo, self.model, self._live(conn, lead_id), decision, reason, actor, note,
+                self.clock.now(),
+            )  # fmt: skip
+
+    def move_stage(
+        self, lead_id: int, stage: str, reason: str, actor: str = "user", note: str = ""
+    ) -> StageChange:
+        """Move a lead along the lifecycle (SAL -> SQL -> opportunity -> customer...)."""
+        with self.transaction() as conn:
+            repo = SqlLifecycleRepository(conn)
+            return lifecycle_service.move(
+                repo, self.model, self._live(conn, lead_id), stage, reason, actor, note,
+                self.clock.now(),
+            )  # fmt: skip
+
+    @staticmethod
+    def _live(conn: Connection, lead_id: int) -> int:
+        return lead_service.get_lead(SqlLeadRepository(conn), lead_id).id
+
+    def rescore(self, progress: ProgressFn | None = None) -> RescoreReport:
+        """Replay the event log under the live model version, in chunks of leads."""
+        total = RescoreReport()
+        with self.engine.connect() as conn:
+            chunks = list(rescore_service.chunks_of_leads(SqlRescoreRepository(conn)))
+        for ids in chunks:
+            with self.transaction() as conn:
+                done = rescore_service.rescore_chunk(
+                    SqlRescoreRepository(conn), self.qualifier, ids, self.clock.now()
+                )
+            total.leads += done.leads
+            total.events += done.events
+            total.changes += done.changes
+            if progress is not None:
+                progress(done)
+        return total
+
+    def count_leads(self) -> int:
+        with self.engine.connect() as conn:
+            return SqlRescoreRepository(conn).count_leads()
+
+    def backtest(
+        self,
+        candidate: ScoringModel,
+        since: date | None = None,
+        capacity: int = backtest_service.DEFAULT_CAPACITY,
+        outcome_events: Sequence[str] = backtest_service.DEFAULT_OUTCOME_EVENTS,
+        progress: backtest_service.ProgressFn | None = None,
+    ) -> dict[str, Any]:
+        """Replay the stored history with ``candidate`` and with the live model, read-only:
+        MQLs per week, precision, recall, time to MQL and capacity (docs/backtest.md)."""
+        return backtest_service.run_backtest(
+            lambda: backtest_reading(self.engine), self.model, candidate, since=since,
+            capacity=capacity, outcome_events=outcome_events, progress=progress,
+        )  # fmt: skip
 
 
 def open_leadflow(settings: Settings | None = None, *, migrate_schema: bool = True) -> Leadflow:

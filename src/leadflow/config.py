@@ -46,6 +46,16 @@ class Settings(BaseSettings):
     api_token: str = Field(
         default="", description="When set, /api/* requires 'Authorization: Bearer <token>'."
     )
+    scoring: dict[str, Any] | None = Field(
+        default=None, description="The scoring model (validated on its own: docs/scoring.md)."
+    )
+    lifecycle: dict[str, Any] | None = Field(
+        default=None, description="Stages, the MQL policy and the sales step (docs/scoring.md)."
+    )
+
+    @property
+    def config_file(self) -> Path:
+        return self.home / CONFIG_FILE
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from leadflow.domain.identity import IdentityConflict, IdentityKey, Merge
+from leadflow.domain.lifecycle import StageChange
+from leadflow.domain.profiles import Profile
 
 
 class Clock(Protocol):
@@ -68,6 +70,47 @@ class EventRow:
     raw: dict[str, Any]
 
 
+@dataclass(slots=True)
+class LeadRecord:
+    """A lead as ingestion and qualification read and write it, under a row lock."""
+
+    id: int
+    stage: str
+    version: int
+    profile: Profile
+    account_traits: dict[str, Any]
+    score_state: dict[str, Any]
+    fit_score: float
+    fit_grade: str | None
+    engagement_score: float
+    p_convert: float | None
+    scored_at: datetime | None
+    model_version: str | None
+    mql_at: datetime | None
+    sla_due_at: datetime | None
+    next_review_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerRow:
+    lead_id: int
+    event_id: int
+    model_version: str
+    rule_id: str
+    points: float
+    counted: bool
+    reason: str
+    timestamp: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    topic: str
+    lead_id: int | None
+    payload: dict[str, Any]
+    created_at: datetime
+
+
 class SourceRepository(Protocol):
     def by_write_key(self, write_key: str) -> SourceRecord | None: ...
     def by_name(self, name: str) -> SourceRecord | None: ...
@@ -84,13 +127,31 @@ class IngestRepository(Protocol):
     def lead_keys(self, lead_ids: Iterable[int]) -> dict[int, frozenset[IdentityKey]]: ...
     def create_leads(self, leads: Sequence[NewLead]) -> dict[int, int]: ...
     def attach(self, keys: Sequence[tuple[IdentityKey, int]], at: datetime) -> None: ...
-    def merge(self, merge: Merge, message_id: str | None, at: datetime) -> None: ...
+    def merge(
+        self,
+        merge: Merge,
+        message_id: str | None,
+        at: datetime,
+        merge_scores: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]],
+    ) -> None: ...
     def record_conflicts(
         self, conflicts: Sequence[tuple[IdentityConflict, str | None]], at: datetime
     ) -> None: ...
     def upsert_accounts(self, accounts: Mapping[str, dict[str, Any]], at: datetime) -> None: ...
-    def touch_leads(self, touches: Sequence[LeadTouch], at: datetime) -> None: ...
-    def insert_events(self, rows: Sequence[EventRow]) -> int: ...
+    def accounts_by_group(
+        self, group_ids: Iterable[str]
+    ) -> dict[str, tuple[int, dict[str, Any]]]: ...
+    def insert_events(self, rows: Sequence[EventRow]) -> dict[str, int]: ...
+    def load_for_update(self, lead_ids: Iterable[int]) -> dict[int, LeadRecord]: ...
+    def save_leads(self, records: Sequence[LeadRecord], at: datetime) -> None: ...
+    def record_scores(self, rows: Sequence[LedgerRow]) -> None: ...
+    def record_changes(
+        self, changes: Sequence[StageChange], outbox: Sequence[OutboxRow]
+    ) -> None: ...
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
 
 
 KIND_LABELS = {
@@ -121,6 +182,10 @@ class LeadView:
     first_seen_at: datetime | None
     last_seen_at: datetime | None
     event_count: int = 0
+    model_version: str | None = None
+    scored_at: datetime | None = None
+    mql_at: datetime | None = None
+    sla_due_at: datetime | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -135,7 +200,11 @@ class LeadView:
                 "fit_grade": self.fit_grade,
                 "engagement": self.engagement_score,
                 "p_convert": self.p_convert,
+                "model_version": self.model_version,
+                "scored_at": _iso(self.scored_at),
             },
+            "mql_at": _iso(self.mql_at),
+            "sla_due_at": _iso(self.sla_due_at),
             "account": self.account,
             "first_touch": self.first_touch,
             "created_at": self.created_at.isoformat(),

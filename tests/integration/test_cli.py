@@ -335,7 +335,9 @@ def test_leads_list_json_carries_id_identities_traits_stage_and_scores(
     }
     assert ada["traits"] == {"first_name": "Ada", "company": "Acme"}
     assert ada["stage"] == "lead"
-    assert set(ada["scores"]) == {"fit", "fit_grade", "engagement", "p_convert"}
+    assert set(ada["scores"]) == {
+        "fit", "fit_grade", "engagement", "p_convert", "model_version", "scored_at"
+    }
 
     filtered = json.loads(
         cli("leads", "list", "--email", "ADA@example.com", "--json", db=database_url).stdout

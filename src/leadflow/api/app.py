@@ -9,7 +9,7 @@ from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoin
 from starlette.responses import Response
 
 from leadflow import __version__
-from leadflow.api import errors, leads, sources, tracking
+from leadflow.api import errors, leads, lifecycle, sources, tracking
 from leadflow.bootstrap import Leadflow, open_leadflow
 from leadflow.config import Settings
 
@@ -46,6 +46,7 @@ def create_app(settings: Settings | None = None, leadflow: Leadflow | None = Non
     tracking.install(app, core)
     app.include_router(leads.router)
     app.include_router(sources.router)
+    app.include_router(lifecycle.router)
     if core.settings.api_token:
         app.add_middleware(ApiToken, token=core.settings.api_token)  # type: ignore[arg-type]
 

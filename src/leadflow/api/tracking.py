@@ -49,7 +49,12 @@ class Limits:
 
 def cors(request: Request) -> dict[str, str]:
     origin = request.headers.get("origin")
-    headers = {"Access-Control-Allow-Origin": origin or "*"}
+    # Retry-After is no CORS-safelisted response header: without this, a browser hides it from
+    # analytics.js, which then ignores the back-off a 429 asks for.
+    headers = {
+        "Access-Control-Allow-Origin": origin or "*",
+        "Access-Control-Expose-Headers": "Retry-After",
+    }
     if origin:
         headers["Vary"] = "Origin"
         headers["Access-Control-Allow-Credentials"] = "true"

@@ -29,7 +29,7 @@ from typer.exceptions import TyperException
 
 from leadflow.bootstrap import Leadflow, open_leadflow
 from leadflow.config import Settings
-from leadflow.domain.errors import LeadflowError
+from leadflow.domain.errors import LeadflowError, StoreUnavailable
 
 DEFAULT_SERVE_URL = "http://127.0.0.1:8000"
 # Help texts are Markdown: the paragraphs of a docstring reflow to the terminal's width.
@@ -75,7 +75,7 @@ def store(ctx: typer.Context, **overrides: Any) -> Iterator[Leadflow]:
     url = config.resolved_database_url()
     try:
         app = open_leadflow(config)
-    except (LeadflowError, SQLAlchemyError) as exc:
+    except (StoreUnavailable, SQLAlchemyError) as exc:
         reason = exc.message if isinstance(exc, LeadflowError) else str(exc)
         raise LeadflowError(f"database {masked(url)}: {reason}") from None
     try:

@@ -6,6 +6,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Annotated, Any
 
 import typer
@@ -81,6 +82,9 @@ def _summary(
     table.add_row("leads with an email", f"{known.total or 0:,}")
     table.add_row("identity merges", f"{len(leadflow.merges()):,}")
     table.add_row("identity conflicts", f"{len(leadflow.conflicts()):,}")
+    for stage in ("mql", "recycled", "sal", "sql"):
+        found = leadflow.leads(LeadFilter(stage=stage), limit=1, count=True).total or 0
+        table.add_row(f"leads in stage {stage}", f"{found:,}")
     table.add_row("simulated opportunities (ground truth)", f"{truth['opportunities']:,}")
     table.add_row("simulated customers (ground truth)", f"{truth['customers']:,}")
     table.add_row("simulated revenue (ground truth)", f"{truth['revenue']:,.0f}")
@@ -104,9 +108,11 @@ def demo(
     Running it again sends the same messages: they are de-duplicated, nothing doubles."""
     if not port_free(host, port):
         fail(f"cannot listen on {host}:{port}: the address is in use (try --port)")
-    company = simulate(SimulationConfig(seed=seed, leads=leads, days=days))
     out = stdout(wide=False)
     with store(ctx) as leadflow:
+        today = leadflow.clock.now().replace(hour=0, minute=0, second=0, microsecond=0)
+        start = today - timedelta(days=days)  # the simulated window ends today
+        company = simulate(SimulationConfig(seed=seed, leads=leads, days=days, start=start))
         out.print(f"database: {masked(leadflow.settings.resolved_database_url())}")
         source = leadflow.ensure_source(SOURCE)
         out.print(f"simulating {leads:,} leads over {days} days (seed {seed})...")

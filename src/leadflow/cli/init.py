@@ -8,6 +8,7 @@ import typer
 
 from leadflow.cli.common import masked, settings, state, stdout, store, tracking_base
 from leadflow.config import CONFIG_FILE
+from leadflow.services.models import default_model_text
 
 WEBSITE_SOURCE = "website"
 
@@ -31,7 +32,8 @@ default_phone_region: US
 
 
 def config_text(database_url: str) -> str:
-    return TEMPLATE.format(database_url=json.dumps(database_url))
+    """The starter file: the settings above, then the default scoring model to adapt."""
+    return TEMPLATE.format(database_url=json.dumps(database_url)) + "\n" + default_model_text()
 
 
 def init(ctx: typer.Context) -> None:

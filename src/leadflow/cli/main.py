@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from leadflow import __version__
-from leadflow.cli import demo, identity, imports, init, leads, serve, sources
+from leadflow.cli import demo, identity, imports, init, leads, scoring, serve, sources
 from leadflow.cli.common import MARKUP, LeadflowGroup, state
 
 app = typer.Typer(
@@ -69,6 +69,12 @@ app.add_typer(leads.app, name="leads")
 app.add_typer(identity.app, name="identity")
 
 app.command("demo")(demo.demo)
+app.command("explain")(scoring.explain)
+app.command("worker")(scoring.worker)
+app.add_typer(scoring.score_app, name="score")
+leads.app.command("accept")(scoring.accept)
+leads.app.command("reject")(scoring.reject)
+leads.app.command("move")(scoring.move)
 
 
 def run() -> None:

@@ -49,6 +49,12 @@ class ConfigError(LeadflowError):
     code = "config_error"
 
 
+class StoreUnavailable(ConfigError):
+    """The database cannot be reached or opened."""
+
+    code = "store_unavailable"
+
+
 @dataclass(frozen=True)
 class ItemError:
     """One rejected item of a batch, named by its index."""

@@ -3,12 +3,13 @@
 One call handles one batch inside the caller's transaction: it looks up every identity key
 of the batch at once, resolves each message in order in memory (so a batch that introduces a
 visitor and then identifies them makes one lead), and writes leads, identities, merges,
-conflicts, account links and events with a handful of bulk statements.
+conflicts, account links and events with a handful of bulk statements, then scores and
+qualifies every lead it touched (services.qualify), under row locks.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -23,7 +24,10 @@ from leadflow.domain.identity import (
     previous_keys,
     resolve,
 )
+from leadflow.domain.profiles import Profile, touched
+from leadflow.domain.scoring import ScoredEvent
 from leadflow.ports import EventRow, IngestRepository, LeadTouch, NewLead
+from leadflow.services.qualify import Outcome, Qualifier
 
 IDENTITY_TRAITS = ("email", "phone")
 
@@ -77,8 +81,11 @@ def first_touch(event: NormalizedEvent) -> dict[str, Any]:
 class Ingestor:
     """Resolves and stores batches of normalised events for one source."""
 
-    def __init__(self, repo: IngestRepository, phone_region: str | None = None) -> None:
+    def __init__(
+        self, repo: IngestRepository, qualifier: Qualifier, phone_region: str | None = None
+    ) -> None:
         self.repo = repo
+        self.qualifier = qualifier
         self.phone_region = phone_region
 
     def ingest(
@@ -212,23 +219,72 @@ class Ingestor:
 
         self.repo.attach([(key, final(lead)) for key, lead in plan.attach], at)
         for merge, message_id in plan.merges:
-            self.repo.merge(Merge(merge.loser, final(merge.survivor), merge.cause), message_id, at)
+            self.repo.merge(
+                Merge(merge.loser, final(merge.survivor), merge.cause),
+                message_id,
+                at,
+                self.qualifier.merge_scores,
+            )
         conflicts = [
             (IdentityConflict(final(c.lead_a), final(c.lead_b), c.key, c.reason), mid)
             for c, mid in plan.conflicts
         ]
         self.repo.record_conflicts(conflicts, at)
         self.repo.upsert_accounts(plan.accounts, at)
-        touches = []
-        for lead, touch in plan.touches.items():
-            touch.lead_id = final(lead)
-            touches.append(touch)
-        self.repo.touch_leads(touches, at)
         rows = [_row(source_id, event, final(lead)) for event, lead in plan.events]
-        self.repo.insert_events(rows)
+        event_ids = self.repo.insert_events(rows)
+        self._qualify(plan, final, event_ids, at)
         result.leads_created = len(created)
         result.merges = len(plan.merges)
         result.conflicts = len(conflicts)
+
+    def _qualify(
+        self, plan: _Plan, final: Callable[[int], int], event_ids: dict[str, int], at: datetime
+    ) -> None:
+        """Profiles, scores and stages of every lead the batch touched, under row locks."""
+        touches = {final(lead): touch for lead, touch in plan.touches.items()}
+        scored: dict[int, list[tuple[int, ScoredEvent]]] = {}
+        for event, lead in plan.events:
+            event_id = event_ids.get(event.message_id)
+            if event_id is not None:
+                scored.setdefault(final(lead), []).append((event_id, _scored(event)))
+        records = self.repo.load_for_update(touches)
+        accounts = self.repo.accounts_by_group(
+            {t.account_group_id for t in touches.values() if t.account_group_id}
+        )
+        outcome = Outcome()
+        for lead_id in sorted(touches):
+            record = records[lead_id]
+            touch = touches[lead_id]
+            account = accounts.get(touch.account_group_id or "")
+            record.profile = touched(record.profile, _change(touch, account))
+            if account is not None:
+                record.account_traits = account[1]
+            refit = bool(touch.traits or touch.email or account) or (
+                record.model_version != self.qualifier.model.version
+            )
+            outcome.ledger.extend(self.qualifier.score_events(record, scored.get(lead_id, [])))
+            outcome.extend(self.qualifier.refresh(record, at, refit))
+        self.repo.save_leads([records[lead] for lead in sorted(records)], at)
+        self.repo.record_scores(outcome.ledger)
+        self.repo.record_changes(outcome.changes, outcome.outbox)
+
+
+def _change(touch: LeadTouch, account: tuple[int, dict[str, Any]] | None) -> Profile:
+    return Profile(
+        traits=touch.traits,
+        email=touch.email,
+        phone=touch.phone,
+        account_id=account[0] if account is not None else None,
+        first_seen_at=touch.first_seen_at,
+        last_seen_at=touch.last_seen_at,
+        first_touch=touch.first_touch or {},
+        first_source_id=touch.first_source_id,
+    )
+
+
+def _scored(event: NormalizedEvent) -> ScoredEvent:
+    return ScoredEvent(event.type, event.name, event.timestamp, event.properties, event.context)
 
 
 def _leads_to_load(

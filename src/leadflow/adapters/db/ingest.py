@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-import orjson
 from sqlalchemy import (
     Connection,
-    bindparam,
     func,
     insert,
     select,
@@ -19,6 +17,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from leadflow.adapters.db.records import LeadRecords, dumps
 from leadflow.adapters.db.tables import (
     Account,
     Event,
@@ -26,11 +25,12 @@ from leadflow.adapters.db.tables import (
     IdentityConflictRow,
     Lead,
     LeadMerge,
+    ScoreLedger,
     cast_table,
 )
 from leadflow.domain.identity import IdentityConflict, IdentityKey, Merge
-from leadflow.domain.profiles import Profile, merged, touched
-from leadflow.ports import EventRow, LeadTouch, NewLead
+from leadflow.domain.profiles import merged
+from leadflow.ports import EventRow, NewLead
 
 leads = cast_table(Lead)
 identities = cast_table(Identity)
@@ -38,6 +38,7 @@ events = cast_table(Event)
 accounts = cast_table(Account)
 merges = cast_table(LeadMerge)
 conflicts = cast_table(IdentityConflictRow)
+score_ledger = cast_table(ScoreLedger)
 _CHUNK = 500
 
 
@@ -46,7 +47,7 @@ def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]
         yield items[start : start + size]
 
 
-class SqlIngestRepository:
+class SqlIngestRepository(LeadRecords):
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.pg = conn.dialect.name == "postgresql"
@@ -114,7 +115,7 @@ class SqlIngestRepository:
             ids = list(self.conn.scalars(_NEXT_LEAD_IDS_PG, {"n": len(rows)}))
             for row, lead_id in zip(rows, ids, strict=True):
                 row["id"] = lead_id
-            self.conn.execute(_LEADS_PG, {"rows": _dumps(rows)})
+            self.conn.execute(_LEADS_PG, {"rows": dumps(rows)})
         else:
             statement = insert(leads).returning(leads.c.id, sort_by_parameter_order=True)
             ids = list(self.conn.scalars(statement, rows))
@@ -128,43 +129,34 @@ class SqlIngestRepository:
             for k, lead in sorted(keys, key=lambda pair: pair[0].text)  # one lock order for all
         ]
         if self.pg:
-            self.conn.execute(_IDENTITIES_PG, {"rows": _dumps(rows)})
+            self.conn.execute(_IDENTITIES_PG, {"rows": dumps(rows)})
         else:
             self.conn.execute(insert(identities), rows)
 
-    def _profiles(self, ids: Sequence[int]) -> dict[int, Profile]:
-        """Current profiles of the leads, locked in id order on PostgreSQL."""
-        query = select(*_PROFILE_COLUMNS, leads.c.id).where(leads.c.id.in_(ids))
-        if self.pg:
-            query = query.order_by(leads.c.id).with_for_update(key_share=True)
-        return {row.id: Profile(*row[:-1]) for row in self.conn.execute(query)}
-
-    def _save_profiles(self, profiles: Mapping[int, Profile], at: datetime) -> None:
-        rows = [
-            {"b_id": lead_id, **{c.name: getattr(p, c.name) for c in _PROFILE_COLUMNS}}
-            for lead_id, p in sorted(profiles.items())
-        ]
-        statement = (
-            update(leads)
-            .where(leads.c.id == bindparam("b_id"))
-            .values({c.name: bindparam(c.name, type_=c.type) for c in _PROFILE_COLUMNS})
-            .values(updated_at=at)
-        )
-        self.conn.execute(statement, rows)
-
-    def merge(self, merge: Merge, message_id: str | None, at: datetime) -> None:
+    def merge(
+        self,
+        merge: Merge,
+        message_id: str | None,
+        at: datetime,
+        merge_scores: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]],
+    ) -> None:
         loser, survivor = merge.loser, merge.survivor
-        found = self._profiles([loser, survivor])
-        self._save_profiles({survivor: merged(found[survivor], found[loser])}, at)
-        self.conn.execute(
-            update(identities).where(identities.c.lead_id == loser).values(lead_id=survivor)
-        )
-        self.conn.execute(update(events).where(events.c.lead_id == loser).values(lead_id=survivor))
+        found = self.load_for_update([loser, survivor])
+        kept, lost = found[survivor], found[loser]
+        kept.profile = merged(kept.profile, lost.profile)
+        kept.score_state = merge_scores(kept.score_state, lost.score_state)
+        self.save_leads([kept], at)
+        for table in (identities, events, score_ledger):
+            self.conn.execute(
+                update(table).where(table.c.lead_id == loser).values(lead_id=survivor)
+            )
         self.conn.execute(
             update(leads).where(leads.c.merged_into == loser).values(merged_into=survivor)
         )
         self.conn.execute(
-            update(leads).where(leads.c.id == loser).values(merged_into=survivor, updated_at=at)
+            update(leads)
+            .where(leads.c.id == loser)
+            .values(merged_into=survivor, next_review_at=None, sla_due_at=None, updated_at=at)
         )
         self.conn.execute(
             insert(merges).values(
@@ -208,7 +200,7 @@ class SqlIngestRepository:
             for group_id, traits in sorted(found.items())
         ]
         if self.pg:  # one statement; concurrent writers merge traits in the database
-            self.conn.execute(_ACCOUNTS_PG, {"rows": _dumps(rows)})
+            self.conn.execute(_ACCOUNTS_PG, {"rows": dumps(rows)})
             return
         existing = {
             row.group_id: row.traits
@@ -237,73 +229,10 @@ class SqlIngestRepository:
                 )
             )
 
-    def touch_leads(self, touches: Sequence[LeadTouch], at: datetime) -> None:
-        if not touches:
-            return
-        account_ids = self._account_ids({t.account_group_id for t in touches} - {None})
-        changes = {
-            t.lead_id: Profile(
-                traits=t.traits,
-                email=t.email,
-                phone=t.phone,
-                account_id=account_ids.get(t.account_group_id or ""),
-                first_seen_at=t.first_seen_at,
-                last_seen_at=t.last_seen_at,
-                first_touch=t.first_touch or {},
-                first_source_id=t.first_source_id,
-            )
-            for t in touches
-        }
-        if self.pg:
-            self._touch_pg(changes, at)
-            return
-        # SQLite: one writer at a time (BEGIN IMMEDIATE), so read-modify-write is safe.
-        current = self._profiles(list(changes))
-        self._save_profiles(
-            {lead: touched(current[lead], change) for lead, change in changes.items()}, at
-        )
-
-    def _touch_pg(self, changes: Mapping[int, Profile], at: datetime) -> None:
-        """One UPDATE for the whole batch on PostgreSQL, the rows travelling as one JSON
-        document (a fixed statement, prepared once), after locking the rows in id order so
-        concurrent batches never deadlock. Same rules as ``domain.profiles.touched``."""
-        ids = sorted(changes)
-        self.conn.execute(_LOCK_PG, {"ids": ids})
-        rows = [{"b_id": lead, **_profile_json(changes[lead])} for lead in ids]
-        self.conn.execute(_TOUCH_PG, {"rows": _dumps(rows), "at": at})
-
-    def _account_ids(self, group_ids: set[str | None]) -> dict[str, int]:
-        if not group_ids:
-            return {}
-        query = select(accounts.c.group_id, accounts.c.id).where(accounts.c.group_id.in_(group_ids))
-        return {group: account for group, account in self.conn.execute(query)}
-
-    def insert_events(self, rows: Sequence[EventRow]) -> int:
+    def insert_events(self, rows: Sequence[EventRow]) -> dict[str, int]:
+        """Append the events; return the ids of those that were new, by message id."""
         if not rows:
-            return 0
-        if self.pg:
-            return self._insert_events_pg(rows)
-        params = [
-            {
-                "source_id": r.source_id,
-                "message_id": r.message_id,
-                "lead_id": r.lead_id,
-                "type": r.type,
-                "name": r.name,
-                "timestamp": r.timestamp,
-                "received_at": r.received_at,
-                "properties": r.properties,
-                "raw": r.raw,
-            }
-            for r in rows
-        ]
-        statement = self._insert(events).on_conflict_do_nothing(
-            index_elements=[events.c.message_id, events.c.source_id]
-        )
-        result = self.conn.execute(statement, params)
-        return int(result.rowcount or 0)
-
-    def _insert_events_pg(self, rows: Sequence[EventRow]) -> int:
+            return {}
         document = [
             {
                 "source_id": r.source_id,
@@ -318,28 +247,15 @@ class SqlIngestRepository:
             }
             for r in rows
         ]
-        result = self.conn.execute(_EVENTS_PG, {"rows": _dumps(document)})
-        return int(result.rowcount or 0)
+        if self.pg:
+            found = self.conn.execute(_EVENTS_PG, {"rows": dumps(document)})
+            return {message_id: event_id for event_id, message_id in found}
+        # SQLite: writers take turns and duplicates were dropped before, so all rows are new.
+        statement = insert(events).returning(
+            events.c.id, events.c.message_id, sort_by_parameter_order=True
+        )
+        return {row.message_id: row.id for row in self.conn.execute(statement, document)}
 
-
-def _profile_json(profile: Profile) -> dict[str, Any]:
-    return {column.name: getattr(profile, column.name) for column in _PROFILE_COLUMNS}
-
-
-def _dumps(value: Any) -> str:
-    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
-
-
-_PROFILE_COLUMNS = (
-    leads.c.traits,
-    leads.c.email,
-    leads.c.phone,
-    leads.c.account_id,
-    leads.c.first_seen_at,
-    leads.c.last_seen_at,
-    leads.c.first_touch,
-    leads.c.first_source_id,
-)
 
 _NEXT_LEAD_IDS_PG = text(
     "SELECT nextval(pg_get_serial_sequence('leads', 'id')) FROM generate_series(1, :n)"
@@ -393,32 +309,6 @@ _LOCK_KEYS_PG = text(
     """
 )
 
-_LOCK_PG = text("SELECT id FROM leads WHERE id = ANY(:ids) ORDER BY id FOR NO KEY UPDATE")
-
-_TOUCH_PG = text(
-    """
-    UPDATE leads SET
-        traits = leads.traits || t.traits,
-        email = COALESCE(t.email, leads.email),
-        phone = COALESCE(t.phone, leads.phone),
-        account_id = COALESCE(t.account_id, leads.account_id),
-        first_seen_at = LEAST(leads.first_seen_at, t.first_seen_at),
-        last_seen_at = GREATEST(leads.last_seen_at, t.last_seen_at),
-        first_touch = CASE WHEN leads.first_seen_at IS NULL OR t.first_seen_at < leads.first_seen_at
-            THEN t.first_touch ELSE leads.first_touch END,
-        first_source_id = CASE
-            WHEN leads.first_seen_at IS NULL OR t.first_seen_at < leads.first_seen_at
-            THEN t.first_source_id ELSE leads.first_source_id END,
-        updated_at = :at
-    FROM json_to_recordset(CAST(:rows AS json)) AS t(
-        b_id bigint, traits jsonb, email text, phone text, account_id bigint,
-        first_seen_at timestamptz, last_seen_at timestamptz, first_touch jsonb,
-        first_source_id bigint
-    )
-    WHERE leads.id = t.b_id
-    """
-)
-
 _EVENTS_PG = text(
     """
     INSERT INTO events
@@ -429,5 +319,6 @@ _EVENTS_PG = text(
         timestamp timestamptz, received_at timestamptz, properties jsonb, raw json
     )
     ON CONFLICT (message_id, source_id) DO NOTHING
+    RETURNING id, message_id
     """
 )

@@ -191,4 +191,8 @@ def _view(
         first_seen_at=row.first_seen_at,
         last_seen_at=row.last_seen_at,
         event_count=event_count,
+        model_version=row.model_version,
+        scored_at=row.scored_at,
+        mql_at=row.mql_at,
+        sla_due_at=row.sla_due_at,
     )

@@ -109,6 +109,12 @@ class Lead(Base):
     first_source_id: Mapped[int | None] = mapped_column(ForeignKey("sources.id"))
     first_touch: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
     merged_into: Mapped[int | None] = mapped_column(ForeignKey("leads.id"), index=True)
+    score_state: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    scored_at: Mapped[datetime | None] = mapped_column(Time)
+    model_version: Mapped[str | None] = mapped_column(String(32))
+    mql_at: Mapped[datetime | None] = mapped_column(Time)
+    sla_due_at: Mapped[datetime | None] = mapped_column(Time, index=True)
+    next_review_at: Mapped[datetime | None] = mapped_column(Time, index=True)
     created_at: Mapped[datetime] = mapped_column(Time)
     first_seen_at: Mapped[datetime | None] = mapped_column(Time)
     last_seen_at: Mapped[datetime | None] = mapped_column(Time)
@@ -178,3 +184,63 @@ class IdentityConflictRow(Base):
     __table_args__ = (
         UniqueConstraint("lead_id", "other_lead_id", "key", name="uq_identity_conflicts_pair"),
     )
+
+
+class ScoringModelRow(Base):
+    """Every version of the scoring model ever used, under its content hash."""
+
+    __tablename__ = "scoring_models"
+
+    version: Mapped[str] = mapped_column(String(32), primary_key=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(Json)
+    created_at: Mapped[datetime] = mapped_column(Time)
+
+
+class ScoreLedger(Base):
+    """Append-only: what each event did to each rule, under one model version."""
+
+    __tablename__ = "score_ledger"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"))
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"))
+    model_version: Mapped[str] = mapped_column(String(32))
+    rule_id: Mapped[str] = mapped_column(String(80))
+    points: Mapped[float] = mapped_column()
+    counted: Mapped[bool] = mapped_column()
+    reason: Mapped[str] = mapped_column(String(200), default="")
+    timestamp: Mapped[datetime] = mapped_column(Time)
+
+    __table_args__ = (
+        UniqueConstraint("event_id", "rule_id", "model_version", name="uq_score_ledger_entry"),
+        Index("ix_score_ledger_lead", "lead_id", "model_version", "rule_id"),
+    )
+
+
+class StageChangeRow(Base):
+    __tablename__ = "stage_changes"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), index=True)
+    from_stage: Mapped[str] = mapped_column(String(32))
+    to_stage: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime] = mapped_column(Time)
+    actor: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(Text)
+    note: Mapped[str] = mapped_column(Text, default="")
+    model_version: Mapped[str | None] = mapped_column(String(32))
+
+
+class Outbox(Base):
+    """Side effects, written in the same transaction as the change that causes them."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    topic: Mapped[str] = mapped_column(String(100))
+    lead_id: Mapped[int | None] = mapped_column()
+    payload: Mapped[dict[str, Any]] = mapped_column(Json)
+    created_at: Mapped[datetime] = mapped_column(Time)
+    processed_at: Mapped[datetime | None] = mapped_column(Time)
+
+    __table_args__ = (Index("ix_outbox_pending", "processed_at", "id"),)

@@ -1,0 +1,418 @@
+"""Scoring: engagement rules with decay and caps, fit rules and grades, as pure functions.
+
+Engagement is kept per lead and rule as a linear accumulator, so each event updates it in
+O(1) and an event arriving late is scored as of its own time:
+
+    value(t) = value(t0) * 2^(-(t - t0) / half_life) + points
+
+The accumulator itself is never capped: a rule's cap and a group's ceiling apply when the
+score is read, which keeps the result independent of arrival order for the same events.
+Replaying events in arrival order through :func:`apply_event` lands on exactly the state the
+live path reached.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+DAY = 86_400.0
+LIMIT_DAYS_KEPT = 31  # days of per-rule daily counts kept, relative to the newest event
+RECENT_KEPT = 20  # timestamps kept per event name the policy asks about
+BEFORE_RESET = "before the lead was recycled"
+OPS = frozenset(
+    {"eq", "ne", "in", "not_in", "contains", "contains_any", "glob", "gt", "gte", "lt", "lte",
+     "between", "exists", "missing"}
+)  # fmt: skip
+
+
+# --- matching ----------------------------------------------------------------------------
+
+
+def lookup(source: Mapping[str, Any], path: Sequence[str]) -> Any:
+    value: Any = source
+    for part in path:
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(part)
+    return value
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _text(value: Any) -> str:
+    return value.lower() if isinstance(value, str) else str(value).lower()
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """``field op value``; a field is a dotted path (``properties.plan``, ``account.employees``)."""
+
+    field: tuple[str, ...]
+    op: str
+    value: Any = None
+
+    def test(self, source: Mapping[str, Any]) -> bool:
+        found = lookup(source, self.field)
+        op = self.op
+        if op == "exists":
+            return found is not None
+        if op == "missing":
+            return found is None
+        if found is None:
+            return op in ("ne", "not_in")
+        if op in ("eq", "ne"):
+            same = (
+                _text(found) == _text(self.value) if isinstance(found, str) else found == self.value
+            )
+            return same if op == "eq" else not same
+        if op in ("in", "not_in"):
+            inside = _text(found) in {_text(v) for v in self.value}
+            return inside if op == "in" else not inside
+        if op == "contains":
+            return _text(self.value) in _text(found)
+        if op == "contains_any":
+            return any(_text(v) in _text(found) for v in self.value)
+        if op == "glob":
+            return any(fnmatch.fnmatchcase(_text(found), _text(g)) for g in self.value)
+        return self._compare(_number(found))
+
+    def _compare(self, number: float | None) -> bool:
+        if number is None:
+            return False
+        if self.op == "between":
+            low, high = self.value
+            return bool(low <= number <= high)
+        limit = float(self.value)
+        return {
+            "gt": number > limit,
+            "gte": number >= limit,
+            "lt": number < limit,
+            "lte": number <= limit,
+        }[self.op]
+
+    def describe(self) -> str:
+        name = ".".join(self.field)
+        if self.op in ("exists", "missing"):
+            return f"{name} {self.op}"
+        return f"{name} {self.op} {self.value!r}"
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredEvent:
+    """What engagement rules look at: one event of the log."""
+
+    type: str
+    name: str | None
+    timestamp: datetime
+    properties: Mapping[str, Any]
+    context: Mapping[str, Any]
+
+    def as_source(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "event": self.name,
+            "properties": self.properties,
+            "context": self.context,
+        }
+
+    @property
+    def path(self) -> str | None:
+        page = self.context.get("page")
+        found = page.get("path") if isinstance(page, Mapping) else None
+        found = found or self.properties.get("path")
+        return found if isinstance(found, str) else None
+
+
+@dataclass(frozen=True, slots=True)
+class Matcher:
+    types: frozenset[str] = frozenset()
+    events: frozenset[str] = frozenset()
+    paths: tuple[str, ...] = ()
+    where: tuple[Condition, ...] = ()
+
+    def matches(self, event: ScoredEvent) -> bool:
+        if self.types and event.type not in self.types:
+            return False
+        if self.events and (event.name or "").lower() not in self.events:
+            return False
+        if self.paths:
+            path = event.path
+            if path is None or not any(fnmatch.fnmatchcase(path, p) for p in self.paths):
+                return False
+        if self.where:
+            source = event.as_source()
+            return all(c.test(source) for c in self.where)
+        return True
+
+
+# --- the model ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EngagementRule:
+    id: str
+    matcher: Matcher
+    points: float
+    half_life: float | None  # seconds; None: no decay
+    cap: float | None = None
+    daily_limit: int | None = None
+    group: str | None = None
+    description: str = ""
+
+    def decay(self, seconds: float) -> float:
+        if self.half_life is None or seconds <= 0:
+            return 1.0
+        return math.pow(2.0, -seconds / self.half_life)
+
+
+@dataclass(frozen=True, slots=True)
+class FitRule:
+    id: str
+    when: tuple[Condition, ...]
+    points: float
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ScoringRules:
+    engagement: tuple[EngagementRule, ...]
+    groups: Mapping[str, float | None]  # group -> ceiling
+    fit: tuple[FitRule, ...]
+    grades: tuple[tuple[str, float], ...]  # ("A", 60), ("B", 40), ("C", 20): at least; else D
+    free_mail_domains: frozenset[str] = frozenset()
+    competitor_domains: frozenset[str] = frozenset()
+
+    def rule(self, rule_id: str) -> EngagementRule | None:
+        return next((r for r in self.engagement if r.id == rule_id), None)
+
+
+# --- engagement state --------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class RuleState:
+    value: float = 0.0  # accumulator at as_of (uncapped)
+    as_of: float = 0.0  # epoch seconds of the newest counted event
+    days: dict[int, int] = field(default_factory=dict)  # day number -> events counted
+
+    def at(self, rule: EngagementRule, when: float) -> float:
+        return self.value * rule.decay(when - self.as_of)
+
+
+@dataclass(slots=True)
+class EngagementState:
+    """Per lead: one accumulator per rule, and recent timestamps of events the policy uses."""
+
+    rules: dict[str, RuleState] = field(default_factory=dict)
+    recent: dict[str, list[float]] = field(default_factory=dict)
+    reset_at: float | None = None  # events before this instant no longer count (recycled)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rules": {
+                k: [s.value, s.as_of, {str(d): n for d, n in s.days.items()}]
+                for k, s in self.rules.items()
+            },
+            "recent": self.recent,
+            "reset_at": self.reset_at,
+        }
+
+    @classmethod
+    def reset(cls, at: datetime) -> EngagementState:
+        return cls(reset_at=epoch(at))
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> EngagementState:
+        if not data:
+            return cls()
+        rules = {
+            k: RuleState(float(v[0]), float(v[1]), {int(d): int(n) for d, n in v[2].items()})
+            for k, v in (data.get("rules") or {}).items()
+        }
+        recent = {k: [float(t) for t in v] for k, v in (data.get("recent") or {}).items()}
+        reset_at = data.get("reset_at")
+        return cls(rules, recent, float(reset_at) if reset_at is not None else None)
+
+
+@dataclass(frozen=True, slots=True)
+class Contribution:
+    """One event's effect on one rule, as written to the score ledger."""
+
+    rule_id: str
+    points: float
+    counted: bool
+    reason: str  # why not counted, e.g. "daily limit 3 reached"
+
+
+def epoch(moment: datetime) -> float:
+    return moment.timestamp()
+
+
+def apply_event(
+    rules: ScoringRules, state: EngagementState, event: ScoredEvent, watched: Iterable[str] = ()
+) -> list[Contribution]:
+    """Score one event into ``state`` (mutated); return what each matching rule did."""
+    when = epoch(event.timestamp)
+    out: list[Contribution] = []
+    stale = state.reset_at is not None and when < state.reset_at
+    for rule in rules.engagement:
+        if not rule.matcher.matches(event):
+            continue
+        if stale:
+            out.append(Contribution(rule.id, rule.points, False, BEFORE_RESET))
+            continue
+        current = state.rules.setdefault(rule.id, RuleState(as_of=when))
+        if not _within_daily_limit(rule, current, when):
+            out.append(Contribution(rule.id, rule.points, False, f"daily limit {rule.daily_limit}"))
+            continue
+        if when >= current.as_of:
+            current.value = current.value * rule.decay(when - current.as_of) + rule.points
+            current.as_of = when
+        else:  # late: its points, decayed from its own time to the newest one
+            current.value += rule.points * rule.decay(current.as_of - when)
+        out.append(Contribution(rule.id, rule.points, True, ""))
+    name = (event.name or "").lower()
+    if name and not stale and name in {w.lower() for w in watched}:
+        times = state.recent.setdefault(name, [])
+        times.append(when)
+        times.sort()
+        del times[:-RECENT_KEPT]
+    return out
+
+
+def _within_daily_limit(rule: EngagementRule, state: RuleState, when: float) -> bool:
+    if rule.daily_limit is None:
+        return True
+    day = int(when // DAY)
+    if state.days.get(day, 0) >= rule.daily_limit:
+        return False
+    state.days[day] = state.days.get(day, 0) + 1
+    newest = max(state.days)
+    for old in [d for d in state.days if d < newest - LIMIT_DAYS_KEPT]:
+        del state.days[old]
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class EngagementScore:
+    total: float
+    groups: Mapping[str, float]  # capped group scores
+    rules: Mapping[str, float]  # capped rule scores
+    raw: Mapping[str, float]  # decayed, uncapped rule values
+
+
+def engagement_at(rules: ScoringRules, state: EngagementState, moment: datetime) -> EngagementScore:
+    """The engagement score at ``moment``: rules decayed and capped, groups capped, summed."""
+    when = epoch(moment)
+    raw: dict[str, float] = {}
+    capped: dict[str, float] = {}
+    for rule in rules.engagement:
+        found = state.rules.get(rule.id)
+        if found is None:
+            continue
+        value = found.at(rule, when)
+        raw[rule.id] = value
+        capped[rule.id] = min(value, rule.cap) if rule.cap is not None else value
+    groups: dict[str, float] = {}
+    total = 0.0
+    for rule in rules.engagement:
+        if rule.id in capped and rule.group is None:
+            total += capped[rule.id]
+    for name, ceiling in rules.groups.items():
+        summed = sum(capped[r.id] for r in rules.engagement if r.group == name and r.id in capped)
+        groups[name] = min(summed, ceiling) if ceiling is not None else summed
+        total += groups[name]
+    return EngagementScore(total, groups, capped, raw)
+
+
+def merge_states(a: EngagementState, b: EngagementState, rules: ScoringRules) -> EngagementState:
+    """Two leads become one: each rule's accumulators brought to the later time and added."""
+    resets = [r for r in (a.reset_at, b.reset_at) if r is not None]
+    merged = EngagementState(reset_at=max(resets) if resets else None)
+    for rule in rules.engagement:
+        x, y = a.rules.get(rule.id), b.rules.get(rule.id)
+        if x is None or y is None:
+            chosen = x or y
+            if chosen is not None:
+                merged.rules[rule.id] = RuleState(chosen.value, chosen.as_of, dict(chosen.days))
+            continue
+        as_of = max(x.as_of, y.as_of)
+        days = dict(x.days)
+        for day, count in y.days.items():
+            days[day] = days.get(day, 0) + count
+        merged.rules[rule.id] = RuleState(x.at(rule, as_of) + y.at(rule, as_of), as_of, days)
+    for name in set(a.recent) | set(b.recent):
+        merged.recent[name] = sorted(a.recent.get(name, []) + b.recent.get(name, []))[-RECENT_KEPT:]
+    return merged
+
+
+# --- fit ---------------------------------------------------------------------------------
+
+_DOMAIN = re.compile(r"@([^@\s]+)$")
+
+
+def email_domain_type(email: str | None, rules: ScoringRules) -> str | None:
+    """``business``, ``free`` (gmail.com...) or ``competitor``; None without an email."""
+    if not email:
+        return None
+    found = _DOMAIN.search(email)
+    if not found:
+        return None
+    domain = found.group(1).lower()
+    if domain in rules.competitor_domains:
+        return "competitor"
+    if domain in rules.free_mail_domains:
+        return "free"
+    return "business"
+
+
+def fit_source(
+    traits: Mapping[str, Any], account: Mapping[str, Any], email: str | None, rules: ScoringRules
+) -> dict[str, Any]:
+    return {
+        "traits": traits,
+        "account": account,
+        "email": email,
+        "email_domain_type": email_domain_type(email, rules),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class FitScore:
+    score: float
+    grade: str
+    matched: tuple[FitRule, ...]
+
+
+def fit_of(rules: ScoringRules, source: Mapping[str, Any]) -> FitScore:
+    matched = tuple(r for r in rules.fit if all(c.test(source) for c in r.when))
+    score = sum(r.points for r in matched)
+    return FitScore(score, grade_of(rules, score), matched)
+
+
+def grade_of(rules: ScoringRules, score: float) -> str:
+    for grade, minimum in rules.grades:
+        if score >= minimum:
+            return grade
+    return "D"
+
+
+def utc(epoch_seconds: float) -> datetime:
+    return datetime.fromtimestamp(epoch_seconds, tz=UTC)

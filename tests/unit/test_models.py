@@ -180,30 +180,24 @@ def test_zero_half_life_is_refused() -> None:
 def test_unknown_group() -> None:
     message = refusal(changed("group: web", "group: webb"))
     line, field = place(message)
-    assert (line in lines_of_section(MODEL, "engagement:", "half_life: none"), field) == (
-        True,
-        "scoring.engagement",
-    )
+    assert field == "scoring.engagement"
+    assert line in lines_of_section(MODEL, "engagement:", "half_life: none")
     assert "rule 'pricing': unknown group 'webb'" in message
 
 
 def test_duplicate_rule_id() -> None:
     message = refusal(changed("id: demo", "id: pricing"))
     line, field = place(message)
-    assert (line in lines_of_section(MODEL, "engagement:", "half_life: none"), field) == (
-        True,
-        "scoring.engagement",
-    )
+    assert field == "scoring.engagement"
+    assert line in lines_of_section(MODEL, "engagement:", "half_life: none")
     assert "rule id 'pricing' is used twice" in message
 
 
 def test_grades_must_fall_from_a_to_c() -> None:
     message = refusal(changed("{A: 40, B: 20, C: 10}", "{A: 40, B: 10, C: 20}"))
     line, field = place(message)
-    assert (line in lines_of_section(MODEL, "  fit:", "free_mail_domains"), field) == (
-        True,
-        "scoring.fit",
-    )
+    assert field == "scoring.fit"
+    assert line in lines_of_section(MODEL, "  fit:", "free_mail_domains")
     assert "grades: thresholds must fall from A to C, got A=40.0 B=10.0 C=20.0" in message
 
 
@@ -215,10 +209,8 @@ def test_grades_need_all_three_thresholds() -> None:
 def test_grade_a_must_be_reachable_by_the_fit_rules() -> None:
     message = refusal(changed("{A: 40, B: 20, C: 10}", "{A: 60, B: 20, C: 10}"))
     line, field = place(message)
-    assert (line in lines_of_section(MODEL, "  fit:", "free_mail_domains"), field) == (
-        True,
-        "scoring.fit",
-    )
+    assert field == "scoring.fit"
+    assert line in lines_of_section(MODEL, "  fit:", "free_mail_domains")
     assert "grades: A needs a fit score of 60.0, but the fit rules add up to 50.0" in message
 
 

@@ -91,6 +91,27 @@ def _summary(
     return table
 
 
+def _top_mqls(leadflow: Leadflow, shown: int = 8) -> Table | str:
+    """The hottest MQLs, with the clause of the policy that made each one an MQL."""
+    page = leadflow.leads(LeadFilter(stage="mql"), limit=1000).items
+    if not page:
+        return "no MQLs yet"
+    best = sorted(page, key=lambda lead: lead.engagement_score, reverse=True)[:shown]
+    table = Table(title="top MQLs (leadflow explain ID tells why)", title_justify="left")
+    table.add_column("id", no_wrap=True, min_width=5)
+    table.add_column("email", no_wrap=True, overflow="ellipsis", max_width=26)
+    table.add_column("fit", no_wrap=True, min_width=3)
+    table.add_column("engagement", no_wrap=True, min_width=10, justify="right")
+    table.add_column("why (the clause that holds)", no_wrap=True, overflow="ellipsis", max_width=40)
+    for lead in best:
+        why = leadflow.explain(lead.id)["policy"]["fired"]
+        table.add_row(
+            str(lead.id), lead.email or "-", lead.fit_grade or "-",
+            f"{lead.engagement_score:.0f}", " | ".join(" ".join(w.split()) for w in why) or "-",
+        )  # fmt: skip
+    return table
+
+
 def demo(
     ctx: typer.Context,
     leads: Annotated[int, typer.Option(min=10, help="Leads in the simulated company.")] = 3000,
@@ -121,6 +142,7 @@ def demo(
         with background_server(leadflow, host, port) as server:
             report, seconds = _send(address, source.write_key, messages)
             out.print(_summary(leadflow, report, seconds, company.summary()))
+            out.print(_top_mqls(leadflow))
             for problem in (report.errors or [])[:5]:
                 out.print(f"[yellow]rejected batch: {problem}[/]")
             if not serve:

@@ -336,7 +336,12 @@ def test_leads_list_json_carries_id_identities_traits_stage_and_scores(
     assert ada["traits"] == {"first_name": "Ada", "company": "Acme"}
     assert ada["stage"] == "lead"
     assert set(ada["scores"]) == {
-        "fit", "fit_grade", "engagement", "p_convert", "model_version", "scored_at"
+        "fit",
+        "fit_grade",
+        "engagement",
+        "p_convert",
+        "model_version",
+        "scored_at",
     }
 
     filtered = json.loads(

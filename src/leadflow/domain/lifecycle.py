@@ -65,7 +65,8 @@ class SalesRules:
         known = self.accept_reasons if decision == "accept" else self.reject_reasons
         if reason not in known:
             raise ValidationError(
-                f"reason: {reason!r} is not a {decision} reason; one of {', '.join(known)}"
+                f"reason: {reason!r} is not {'an' if decision == 'accept' else 'a'} "
+                f"{decision} reason; one of {', '.join(known)}"
             )
 
     def due(self, mql_at: datetime) -> datetime | None:

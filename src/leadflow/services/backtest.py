@@ -9,8 +9,8 @@ end of the history. The first time it holds is the lead's MQL time.
 
 A lead *converted* when it first reached SQL, opportunity or customer in the stage history,
 or sent an outcome event (``Opportunity Created``, ``Deal Won`` by default). Outcome events
-(and ``Deal Lost``) never score, and the replay stops at the conversion: an MQL is a hit when
-it came before.
+(and ``Deal Lost``) never score. An MQL is a hit when it came before the conversion; one that
+came after counts as an MQL, not as a hit: the model saw the lead too late.
 See docs/backtest.md.
 """
 
@@ -28,8 +28,8 @@ from operator import itemgetter
 from typing import Any, Protocol
 
 from leadflow.domain.errors import ValidationError
-from leadflow.domain.policy import Facts, Policy, parse_policy
-from leadflow.domain.policy_parse import BoolOp, Compare, Literal, Node, Not, Var, parse
+from leadflow.domain.policy import Facts, Policy, PolicyError, parse_policy
+from leadflow.domain.policy_parse import BoolOp, Compare, Literal, Node, Var, parse
 from leadflow.domain.scoring import (
     EngagementState,
     FitScore,
@@ -134,13 +134,16 @@ def probe_of(model: ScoringModel) -> Probe | None:
     first = floors[0].operands
     number = next(o.value for o in first if isinstance(o, Literal))
     assert isinstance(number, int | float)
-    return Probe(variant("True"), variant("False"), float(number))
+    try:
+        return Probe(variant("True"), variant("False"), float(number))
+    except PolicyError:  # e.g. `(engagement >= 50) == x`: no suggestion rather than a guess
+        return None
 
 
 # --- one lead, one model ------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class History:
-    """One lead's events: those that score, cut at the conversion."""
+    """One lead's events that score, in time order, and when it converted."""
 
     events: list[ScoredEvent]
     first_touch: datetime | None
@@ -164,10 +167,10 @@ class History:
                 converted = min(converted or event.timestamp, event.timestamp)
             if name not in ignored:
                 scoring.append(event)
-        first = scoring[0].timestamp if scoring else None
-        if converted is not None:
-            scoring = [e for e in scoring if e.timestamp < converted]
-        return cls(scoring, first, converted)
+        return cls(scoring, scoring[0].timestamp if scoring else None, converted)
+
+    def hit(self, mql_at: datetime) -> bool:
+        return self.converted_at is not None and mql_at < self.converted_at
 
 
 @dataclass(slots=True)
@@ -207,12 +210,7 @@ class Replayer:
             if self._look(result, self.facts(lead, fit, state, event.timestamp)):
                 return result
         last = history.events[-1].timestamp if history.events else None
-        converted = history.converted_at
-        if (
-            end is not None
-            and (last is None or end > last)
-            and (converted is None or end < converted)
-        ):
+        if end is not None and (last is None or end > last):
             self._look(result, self.facts(lead, fit, state, end))
         return result
 
@@ -262,8 +260,7 @@ class Tally:
             if history.first_touch is not None:
                 delay = (result.mql_at - history.first_touch).total_seconds() / DAY
                 self.days_to_mql.append(delay)
-            if history.converted_at is not None:  # the replay stopped before it
-                self.hits += 1
+            self.hits += history.hit(result.mql_at)
         if result.reach == ALWAYS:
             self.always += 1
         elif result.reach > NEVER:
@@ -294,7 +291,7 @@ def _ratio(part: int, whole: int) -> float | None:
 def figures(
     replayer: Replayer, tally: Tally, weeks: list[str], capacity: int, converted: int
 ) -> dict[str, Any]:
-    per_week = [{"week": week, "mqls": tally.weeks.get(week, 0)} for week in weeks]
+    counts = [tally.weeks.get(week, 0) for week in weeks]
     precision, recall = _ratio(tally.hits, tally.mqls), _ratio(tally.hits, converted)
     f1 = None
     if precision is not None and recall is not None:
@@ -306,14 +303,14 @@ def figures(
         "version": replayer.model.version,
         "policy": replayer.model.policy.source,
         "mqls": tally.mqls,
-        "mqls_per_week": per_week,
+        "mqls_per_week": [{"week": w, "mqls": n} for w, n in zip(weeks, counts, strict=True)],
         "mean_mqls_per_week": round(tally.mqls / len(weeks), 2) if weeks else None,
         "hits": tally.hits,
         "precision": precision,
         "recall": recall,
         "f1": f1,
         "median_days_to_mql": round(median, 2) if median is not None else None,
-        "weeks_over_capacity": sum(1 for w in per_week if w["mqls"] > capacity),
+        "weeks_over_capacity": sum(1 for n in counts if n > capacity),
         "engagement_threshold": probe.current if probe else None,
         "suggested_threshold": suggested,
         "mqls_at_suggested_threshold": projected,

@@ -108,15 +108,8 @@ def engagement_part(
         groups[name] = {"score": score, "ceiling": ceiling, "sum_of_rules": summed}
     ungrouped = sum(r["score"] for r in rules if r["group"] is None)
     total = ungrouped + sum(g["score"] for g in groups.values())
-    for rule in rules:
-        for key in ("raw", "score"):
-            rule[key] = round(rule[key], 4)
-    return {
-        "total": round(total, 4),
-        "ungrouped": round(ungrouped, 4),
-        "groups": {k: {**v, "score": round(v["score"], 4)} for k, v in groups.items()},
-        "rules": rules,
-    }
+    # not rounded: the parts add up to the total exactly, and it agrees with the lead's score
+    return {"total": total, "ungrouped": ungrouped, "groups": groups, "rules": rules}
 
 
 def _after_reset(entry: LedgerEntry, reset_at: float | None) -> LedgerEntry:

@@ -42,7 +42,8 @@ def decide(
     """Sales accepts (MQL -> SAL) or rejects (MQL -> recycled) an MQL, with a reason code."""
     model.sales.check_reason(decision, reason)
     target = "sal" if decision == "accept" else "recycled"
-    return move(repo, model, lead_id, target, reason, actor, note, now, reset=decision == "reject")
+    reset = decision == "reject"
+    return move(repo, model, lead_id, target, reason, actor, note, now, reset, only_from="mql")
 
 
 def move(
@@ -55,6 +56,7 @@ def move(
     note: str,
     now: datetime,
     reset: bool = False,
+    only_from: str | None = None,
 ) -> StageChange:
     """Move a lead to ``target`` on a person's (or the CRM's) say, compare-and-set."""
     cause = "crm" if actor == "crm" else "user"
@@ -64,6 +66,8 @@ def move(
             raise NotFound(f"no lead with id {lead_id}")
         if record.stage == target:
             raise Conflict(f"lead {lead_id} is already in stage {target!r}")
+        if only_from is not None and record.stage != only_from:
+            raise Conflict(f"lead {lead_id} is in stage {record.stage!r}, not {only_from!r}")
         check_transition(record.stage, target, cause)
         stage, version = record.stage, record.version
         change = StageChange(lead_id, stage, target, now, actor, reason, note, model.version)

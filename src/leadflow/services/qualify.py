@@ -84,7 +84,8 @@ class Qualifier:
         """Add each event's points to the lead's engagement state (O(1) per event)."""
         state = EngagementState.from_json(lead.score_state)
         if lead.model_version not in (None, self.model.version) and lead.score_state:
-            state = EngagementState()  # scored by another model: a rebuild fills it in
+            # scored by another model: a rebuild fills it in; a recycle reset stays
+            state = EngagementState(reset_at=state.reset_at)
         rows: list[LedgerRow] = []
         for event_id, event in events:
             for c in apply_event(self.model.rules, state, event, self.watched):

@@ -81,9 +81,9 @@ class SqlBacktestRepository:
             .scalar_subquery()
             .label("account_traits")
         )
-        query = select(
-            leads.c.id, leads.c.traits, leads.c.email, leads.c.p_convert, account
-        ).where(leads.c.id.in_(list(lead_ids)))
+        query = select(leads.c.id, leads.c.traits, leads.c.email, leads.c.p_convert, account).where(
+            leads.c.id.in_(list(lead_ids))
+        )
         return {
             row.id: BacktestLead(
                 row.id, row.traits or {}, row.account_traits or {}, row.email, row.p_convert
@@ -91,7 +91,9 @@ class SqlBacktestRepository:
             for row in self.conn.execute(query)
         }
 
-    def stage_reached(self, lead_ids: Sequence[int], stages: Collection[str]) -> dict[int, datetime]:
+    def stage_reached(
+        self, lead_ids: Sequence[int], stages: Collection[str]
+    ) -> dict[int, datetime]:
         """When each lead first reached one of ``stages``, including the history of the
         leads merged into it."""
         wanted = list(lead_ids)

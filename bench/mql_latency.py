@@ -313,10 +313,14 @@ def run_backend(backend: str, args: argparse.Namespace, folder: Path) -> None:
             after = load_average()
     end = min(end, load.last_send)
     achieved = load.committed_between(start, end) / (end - start)
-    unloaded_late = sum(p.started > load.last_send for p in busy)
-    q, b = summary(quiet), summary(busy)
+    loaded = [p for p in busy if p.started <= load.last_send]
+    q = summary(quiet)
     print(f"{backend}: {args.probes} probes each, {args.workers} uvicorn workers")
     print(line("unloaded", q))
+    if not loaded:
+        print("  no probe ran under load: the load ran out first (raise --slack)")
+        return
+    b = summary(loaded)
     print(line("loaded", b))
     print(
         f"  ratio loaded/unloaded: p50 {b['p50'] / q['p50']:.2f}, p99 {b['p99'] / q['p99']:.2f}; "
@@ -324,10 +328,10 @@ def run_backend(backend: str, args: argparse.Namespace, folder: Path) -> None:
         f"achieved {achieved:,.0f} events/s while the probes ran ({achieved / args.rate:.0%}); "
         f"{load.late} late sends, {load.retries} retries after 429"
     )
-    if unloaded_late:
+    if len(loaded) < len(busy):
         print(
-            f"  warning: the background load ran out before the probes ended: {unloaded_late} "
-            "'loaded' probes ran without it (raise --slack)"
+            f"  warning: the background load ran out before the probes ended: the loaded figures "
+            f"are of the {len(loaded)} probes sent while it ran (raise --slack)"
         )
     print(f"  machine: {before} as the loaded run began, {after} at its end")
 

@@ -4,7 +4,6 @@ library, over HTTP and from the command line, with the totals adding up."""
 from __future__ import annotations
 
 import json
-import uuid
 import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -19,12 +18,12 @@ from leadflow import Leadflow, Settings, SourceRecord
 from leadflow.api.app import create_app
 from leadflow.cli.main import app as cli_app
 from leadflow.jobs.worker import run_once
+from tests.integration.scoring_support import T0, Clock, lead_id, message, page, track
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", StarletteDeprecationWarning)
     from starlette.testclient import TestClient
 
-T0 = datetime(2025, 3, 3, 12, 0, tzinfo=UTC)
 HALF_LIFE = 7 * 86_400
 MODEL = """\
 scoring:
@@ -81,58 +80,10 @@ ENGAGEMENT_CLAUSE = "fit.grade in ('A', 'B') and engagement >= 40"
 DEMO_CLAUSE = "happened('Demo Requested', within='2d')"
 
 
-class Clock:
-    def __init__(self, at: datetime) -> None:
-        self.at = at
-
-    def now(self) -> datetime:
-        return self.at
-
-    def advance(self, **delta: float) -> None:
-        self.at += timedelta(**delta)
-
-
+# --- the store, with MODEL written to leadflow.yaml (fixtures in conftest.py) -------------
 @pytest.fixture
-def clock() -> Clock:
-    return Clock(T0)
-
-
-@pytest.fixture
-def app(leadflow: Leadflow, settings: Settings, clock: Clock) -> Iterator[Leadflow]:
-    """leadflow with MODEL on the test's emptied database (``leadflow`` empties it)."""
-    settings.config_file.write_text(MODEL)
-    opened = Leadflow(settings, clock=clock)
-    opened.migrate()
-    yield opened
-    opened.close()
-
-
-@pytest.fixture
-def source(app: Leadflow) -> SourceRecord:
-    return app.create_source("website")
-
-
-def message(kind: str, user: str, at: datetime, **fields: Any) -> dict[str, Any]:
-    return {
-        "type": kind,
-        "userId": user,
-        "timestamp": at.isoformat(),
-        "messageId": uuid.uuid4().hex,
-        **fields,
-    }
-
-
-def page(user: str, path: str, at: datetime) -> dict[str, Any]:
-    return message("page", user, at, context={"page": {"path": path}})
-
-
-def track(user: str, name: str, at: datetime) -> dict[str, Any]:
-    return message("track", user, at, event=name)
-
-
-def lead_id(app: Leadflow, user: str) -> int:
-    [found] = [lead for lead in app.leads(limit=100).items if user in lead.identities["userId"]]
-    return found.id
+def model_text() -> str:
+    return MODEL
 
 
 PRICING_AT = [T0 - timedelta(days=1, minutes=m) for m in (0, 5, 10, 15)]

@@ -4,20 +4,27 @@ the transition table, compare-and-set under concurrency, and requalifying after 
 from __future__ import annotations
 
 import threading
-import uuid
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
-from leadflow import Conflict, Leadflow, NotFound, Settings, SourceRecord, ValidationError
+from leadflow import Conflict, Leadflow, NotFound, SourceRecord, ValidationError
 from leadflow.adapters.db.tables import Outbox, ScoreLedger, StageChangeRow, cast_table
 from leadflow.domain.lifecycle import StageChange
 from leadflow.jobs.worker import run_once
+from tests.integration.scoring_support import (
+    T0,
+    Clock,
+    identify,
+    ingest,
+    lead_id,
+    page,
+    track,
+)
 
-T0 = datetime(2025, 3, 3, 12, 0, tzinfo=UTC)
 MODEL = """\
 scoring:
   engagement:
@@ -53,66 +60,10 @@ lifecycle:
 ON_POSTGRESQL = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 
 
-class Clock:
-    def __init__(self, at: datetime) -> None:
-        self.at = at
-
-    def now(self) -> datetime:
-        return self.at
-
-    def advance(self, **delta: float) -> None:
-        self.at += timedelta(**delta)
-
-
+# --- the store, with MODEL written to leadflow.yaml (fixtures in conftest.py) -------------
 @pytest.fixture
-def clock() -> Clock:
-    return Clock(T0)
-
-
-@pytest.fixture
-def app(leadflow: Leadflow, settings: Settings, clock: Clock) -> Iterator[Leadflow]:
-    """leadflow with MODEL on the test's emptied database (``leadflow`` empties it)."""
-    settings.config_file.write_text(MODEL)
-    opened = Leadflow(settings, clock=clock)
-    opened.migrate()
-    yield opened
-    opened.close()
-
-
-@pytest.fixture
-def source(app: Leadflow) -> SourceRecord:
-    return app.create_source("website")
-
-
-def message(kind: str, user: str, at: datetime, **fields: Any) -> dict[str, Any]:
-    return {
-        "type": kind,
-        "userId": user,
-        "timestamp": at.isoformat(),
-        "messageId": uuid.uuid4().hex,
-        **fields,
-    }
-
-
-def identify(user: str, at: datetime = T0, **traits: Any) -> dict[str, Any]:
-    return message("identify", user, at, traits=traits)
-
-
-def track(user: str, name: str, at: datetime = T0) -> dict[str, Any]:
-    return message("track", user, at, event=name)
-
-
-def page(user: str, path: str, at: datetime = T0) -> dict[str, Any]:
-    return message("page", user, at, context={"page": {"path": path}})
-
-
-def ingest(app: Leadflow, source: SourceRecord, *messages: dict[str, Any]) -> None:
-    assert app.ingest(source, list(messages)).errors == []
-
-
-def lead_id(app: Leadflow, user: str) -> int:
-    [found] = [lead for lead in app.leads(limit=100).items if user in lead.identities["userId"]]
-    return found.id
+def model_text() -> str:
+    return MODEL
 
 
 def history(app: Leadflow, lead: int) -> list[tuple[str, str, str, str]]:

@@ -4,10 +4,8 @@ model version rebuilds every lead's scores while the old version's ledger stays.
 from __future__ import annotations
 
 import math
-import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -17,8 +15,16 @@ from sqlalchemy import func, select
 
 from leadflow import Leadflow, Settings, SourceRecord
 from leadflow.adapters.db.tables import Base, Lead, ScoreLedger, ScoringModelRow, cast_table
+from tests.integration.scoring_support import (
+    T0,
+    Clock,
+    Opener,
+    identify,
+    open_with_model,
+    page,
+    track,
+)
 
-T0 = datetime(2025, 3, 3, 12, 0, tzinfo=UTC)
 MODEL = """\
 scoring:
   engagement:
@@ -81,24 +87,6 @@ KINDS = (
 )
 
 
-class Clock:
-    def __init__(self, at: datetime) -> None:
-        self.at = at
-
-    def now(self) -> datetime:
-        return self.at
-
-    def advance(self, **delta: float) -> None:
-        self.at += timedelta(**delta)
-
-
-def open_app(home: Path, database_url: str, clock: Clock, model: str = MODEL) -> Leadflow:
-    (home / "leadflow.yaml").write_text(model)
-    app = Leadflow(Settings(database_url=database_url, home=home), clock=clock)
-    app.migrate()
-    return app
-
-
 def empty(app: Leadflow) -> None:
     with app.transaction() as conn:
         for table in reversed(Base.metadata.sorted_tables):
@@ -106,19 +94,14 @@ def empty(app: Leadflow) -> None:
 
 
 def message(user: str, kind: str, what: str, at: datetime) -> dict[str, Any]:
-    found: dict[str, Any] = {
-        "type": kind,
-        "userId": user,
-        "timestamp": at.isoformat(),
-        "messageId": uuid.uuid4().hex,
-    }
+    """A message in the order KINDS and Batch give it (user first, unlike the shared
+    ``scoring_support.message``): ``what`` is the page's path, the track's event name, or the
+    industry an identify names."""
     if kind == "page":
-        found["context"] = {"page": {"path": what}}
-    elif kind == "track":
-        found["event"] = what
-    else:
-        found["traits"] = {"industry": what}
-    return found
+        return page(user, what, at)
+    if kind == "track":
+        return track(user, what, at)
+    return identify(user, at, industry=what)
 
 
 Batch = list[tuple[str, int, float]]  # (user, index into KINDS, seconds before the clock)
@@ -210,7 +193,8 @@ def check_rebuild(app: Leadflow, clock: Clock, batches: list[tuple[float, Batch]
 def sqlite_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Leadflow, Clock]]:
     home = tmp_path_factory.mktemp("rescore")
     clock = Clock(T0)
-    app = open_app(home, f"sqlite:///{home / 'leadflow.db'}", clock)
+    store = Settings(database_url=f"sqlite:///{home / 'leadflow.db'}", home=home)
+    app = open_with_model(store, clock, MODEL)
     yield app, clock
     app.close()
 
@@ -248,14 +232,9 @@ FIXED: list[tuple[float, Batch]] = [
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_rescore_lands_on_the_incremental_state_on_postgresql(
-    leadflow: Leadflow, settings: Settings, database_url: str
+    open_store: Opener, clock: Clock
 ) -> None:
-    clock = Clock(T0)
-    app = open_app(settings.home, database_url, clock)
-    try:
-        check_rebuild(app, clock, FIXED)
-    finally:
-        app.close()
+    check_rebuild(open_store(MODEL), clock, FIXED)
 
 
 # --- a new model version ------------------------------------------------------------------
@@ -273,10 +252,9 @@ def ledger_count(app: Leadflow, version: str) -> int:
 
 
 def test_a_model_change_then_rescore_rebuilds_with_the_new_version(
-    leadflow: Leadflow, settings: Settings, database_url: str
+    open_store: Opener,
 ) -> None:
-    clock = Clock(T0)
-    old = open_app(settings.home, database_url, clock)
+    old = open_store(MODEL)
     source = old.create_source("website")
     messages = [
         message("u0", "identify", "software", T0),
@@ -292,7 +270,7 @@ def test_a_model_change_then_rescore_rebuilds_with_the_new_version(
     assert len(old_rows) == 3
     old.close()
 
-    new = open_app(settings.home, database_url, clock, MODEL.replace("points: 10", "points: 16"))
+    new = open_store(MODEL.replace("points: 10", "points: 16"))
     assert new.model.version != old.model.version
     assert count_versions(new) == sorted([old.model.version, new.model.version])
     assert new.lead(ann).model_version == old.model.version  # until the rebuild
@@ -315,14 +293,12 @@ def test_a_model_change_then_rescore_rebuilds_with_the_new_version(
     new.rescore()  # again: the same rows, not twice as many
     assert ledger_rows(new, new.model.version) == new_rows
     assert ledger_count(new, old.model.version) == 3
-    new.close()
 
 
 def test_a_recycled_lead_keeps_its_reset_through_a_model_change(
-    leadflow: Leadflow, settings: Settings, database_url: str
+    open_store: Opener, clock: Clock
 ) -> None:
-    clock = Clock(T0)
-    old = open_app(settings.home, database_url, clock)
+    old = open_store(MODEL)
     source = old.create_source("website")
     before = [
         message("u0", "identify", "software", T0),
@@ -339,7 +315,7 @@ def test_a_recycled_lead_keeps_its_reset_through_a_model_change(
     assert old.lead(ann).engagement_score == 10.0
     old.close()
 
-    new = open_app(settings.home, database_url, clock, MODEL.replace("points: 10", "points: 12"))
+    new = open_store(MODEL.replace("points: 10", "points: 12"))
     assert new.ingest(source, [message("u0", "page", "/pricing/a", clock.now())]).errors == []
     new.rescore()
 
@@ -347,4 +323,3 @@ def test_a_recycled_lead_keeps_its_reset_through_a_model_change(
     # only the two pricing visits after the reject count: the webinar and the first visits
     # were before the lead was recycled
     assert (lead.engagement_score, lead.stage) == (24.0, "recycled")
-    new.close()

@@ -4,19 +4,26 @@ decay and expiring windows recycle them through the worker, and the SLA escalate
 from __future__ import annotations
 
 import math
-import uuid
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
-from leadflow import LeadFilter, Leadflow, Settings, SourceRecord
+from leadflow import LeadFilter, Leadflow, SourceRecord
 from leadflow.adapters.db.tables import Lead, Outbox, StageChangeRow, cast_table
 from leadflow.jobs.worker import run_once
+from tests.integration.scoring_support import (
+    T0,
+    Clock,
+    Opener,
+    identify,
+    ingest,
+    lead_id,
+    page,
+    track,
+)
 
-T0 = datetime(2025, 3, 3, 12, 0, tzinfo=UTC)
 MODEL = """\
 scoring:
   engagement:
@@ -57,80 +64,10 @@ ENGAGEMENT_CLAUSE = "fit.grade in ('A', 'B') and engagement >= 40"
 DEMO_CLAUSE = "happened('Demo Requested', within='2d')"
 
 
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, at: datetime) -> None:
-        self.at = at
-
-    def now(self) -> datetime:
-        return self.at
-
-    def advance(self, **delta: float) -> None:
-        self.at += timedelta(**delta)
-
-
-# --- the store, with a model written to leadflow.yaml -------------------------------------
-Opener = Callable[[str], Leadflow]
-
-
+# --- the store, with MODEL written to leadflow.yaml (fixtures in conftest.py) -------------
 @pytest.fixture
-def clock() -> Clock:
-    return Clock(T0)
-
-
-@pytest.fixture
-def open_store(leadflow: Leadflow, settings: Settings, clock: Clock) -> Iterator[Opener]:
-    """Opens leadflow on the test's (emptied) database with the given model."""
-    opened: list[Leadflow] = []
-
-    def open_with(model: str) -> Leadflow:
-        settings.config_file.write_text(model)
-        app = Leadflow(settings, clock=clock)
-        app.migrate()
-        opened.append(app)
-        return app
-
-    yield open_with
-    for app in opened:
-        app.close()
-
-
-@pytest.fixture
-def app(open_store: Opener) -> Leadflow:
-    return open_store(MODEL)
-
-
-@pytest.fixture
-def source(app: Leadflow) -> SourceRecord:
-    return app.create_source("website")
-
-
-def message(kind: str, user: str, at: datetime, **fields: Any) -> dict[str, Any]:
-    return {
-        "type": kind,
-        "userId": user,
-        "timestamp": at.isoformat(),
-        "messageId": uuid.uuid4().hex,
-        **fields,
-    }
-
-
-def identify(user: str, at: datetime = T0, **traits: Any) -> dict[str, Any]:
-    return message("identify", user, at, traits=traits)
-
-
-def track(user: str, name: str, at: datetime = T0) -> dict[str, Any]:
-    return message("track", user, at, event=name)
-
-
-def page(user: str, path: str, at: datetime = T0) -> dict[str, Any]:
-    return message("page", user, at, context={"page": {"path": path}})
-
-
-def lead_id(app: Leadflow, user: str) -> int:
-    [found] = [lead for lead in app.leads(limit=100).items if user in lead.identities["userId"]]
-    return found.id
+def model_text() -> str:
+    return MODEL
 
 
 def rows(app: Leadflow, model: type, **where: Any) -> list[dict[str, Any]]:
@@ -146,11 +83,6 @@ def next_review(app: Leadflow, lead: int) -> datetime | None:
     [row] = rows(app, Lead, id=lead)
     found: datetime | None = row["next_review_at"]
     return found
-
-
-def ingest(app: Leadflow, source: SourceRecord, *messages: dict[str, Any]) -> None:
-    result = app.ingest(source, list(messages))
-    assert result.errors == []
 
 
 def make_mql(app: Leadflow, source: SourceRecord, user: str = "ann") -> int:

@@ -86,7 +86,6 @@ class Load:
     acked: list[tuple[float, int]] = field(default_factory=list)  # (perf_counter, events)
     retries: int = 0
     late: int = 0  # sends issued more than 100 ms after their slot (server behind)
-    exhausted: bool = False
     last_send: float = math.inf  # perf_counter of the last send, once the bodies ran out
     error: BaseException | None = None
     stop: threading.Event = field(default_factory=threading.Event)
@@ -113,7 +112,9 @@ class Load:
             self.error = exc
 
     async def _run(self) -> None:
-        limits = httpx.Limits(max_connections=self.in_flight, max_keepalive_connections=16)
+        limits = httpx.Limits(
+            max_connections=self.in_flight, max_keepalive_connections=self.in_flight
+        )
         gate = asyncio.Semaphore(self.in_flight)
         pending: set[asyncio.Task[None]] = set()
         async with httpx.AsyncClient(
@@ -137,7 +138,6 @@ class Load:
                 pending.add(task)
                 task.add_done_callback(pending.discard)
             else:
-                self.exhausted = True
                 self.last_send = time.perf_counter()
             await asyncio.gather(*pending)
 

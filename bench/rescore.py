@@ -243,11 +243,12 @@ def main() -> None:
         seconds, report = rescore(core, args)
         print(f"rescore: {load_average()} after")
         after = engagement(core)
+        checked, wrong, moved = check(before, after, args.sample)
+        merges = {lead_id: len(core.merges(lead_id)) for lead_id, _, _ in wrong[:10]}
         core.close()
         ref = reference(csv_path, now)
     if report.events != events:
         raise RuntimeError(f"the rebuild replayed {report.events} events, {events} stored")
-    checked, wrong, moved = check(before, after, args.sample)
     rate = events / seconds
     label = f"leadflow Leadflow.rescore() [{args.backend}]"
     width = max(len(label), 36)
@@ -276,7 +277,13 @@ def main() -> None:
         f"(tolerance {TOLERANCE:g}); {moved} changed stage"
     )
     for lead_id, old, new in wrong[:10]:
-        print(f"  lead {lead_id}: live path {old!r}, rebuilt {new!r}")
+        print(
+            f"  lead {lead_id}: live path {old!r}, rebuilt {new!r} "
+            f"({merges[lead_id]} merges of leads into it)"
+        )
+    print(f"machine: {load_average()} at the end")
+    if wrong:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from leadflow.adapters.db import migrate
 from leadflow.adapters.db.backtest import reading as backtest_reading
-from leadflow.adapters.db.engine import make_engine
+from leadflow.adapters.db.engine import make_engine, writing
 from leadflow.adapters.db.explain import SqlExplainRepository
 from leadflow.adapters.db.ingest import SqlIngestRepository
 from leadflow.adapters.db.leads import SqlLeadRepository
@@ -102,7 +102,8 @@ class Leadflow:
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
-        with self.engine.begin() as conn:
+        """A write transaction, committed when the block ends (rolled back on error)."""
+        with writing(self.engine) as conn:
             yield conn
 
     # sources ---------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -10,6 +10,7 @@ from typing import Any, Protocol
 from leadflow.domain.identity import IdentityConflict, IdentityKey, Merge
 from leadflow.domain.lifecycle import StageChange
 from leadflow.domain.profiles import Profile
+from leadflow.domain.scoring import ScoredEvent
 
 
 class Clock(Protocol):
@@ -145,6 +146,8 @@ class IngestRepository(Protocol):
     def load_for_update(self, lead_ids: Iterable[int]) -> dict[int, LeadRecord]: ...
     def save_leads(self, records: Sequence[LeadRecord], at: datetime) -> None: ...
     def record_scores(self, rows: Sequence[LedgerRow]) -> None: ...
+    def forget_scores(self, lead_ids: Sequence[int], version: str) -> None: ...
+    def events_of(self, lead_ids: Sequence[int]) -> Iterator[tuple[int, int, ScoredEvent]]: ...
     def record_changes(
         self, changes: Sequence[StageChange], outbox: Sequence[OutboxRow]
     ) -> None: ...

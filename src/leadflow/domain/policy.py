@@ -486,8 +486,14 @@ class Policy:
             return [condition(moved) for condition in conditions] != before
 
         low = 0
-        if monotone and not changed(SAMPLES[-1]):
-            return None
+        if monotone:  # each comparison flips at most once: bisect the whole horizon
+            high = SAMPLES[-1]
+            if not changed(high):
+                return None
+            while high - low > 1:
+                middle = (low + high) // 2
+                low, high = (low, middle) if changed(middle) else (middle, high)
+            return facts.now + timedelta(seconds=high)
         for high in SAMPLES:
             if changed(high):
                 while high - low > 1:

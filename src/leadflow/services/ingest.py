@@ -28,6 +28,7 @@ from leadflow.domain.profiles import Profile, touched
 from leadflow.domain.scoring import ScoredEvent
 from leadflow.ports import EventRow, IngestRepository, LeadTouch, NewLead
 from leadflow.services.qualify import Outcome, Qualifier
+from leadflow.services.rescore import rescore_chunk
 
 IDENTITY_TRAITS = ("email", "phone")
 
@@ -225,6 +226,9 @@ class Ingestor:
                 at,
                 self.qualifier.merge_scores,
             )
+        survivors = sorted({final(merge.survivor) for merge, _ in plan.merges})
+        if survivors:  # one history now: replayed, so limits and caps apply to it as a whole
+            rescore_chunk(self.repo, self.qualifier, survivors, at)
         conflicts = [
             (IdentityConflict(final(c.lead_a), final(c.lead_b), c.key, c.reason), mid)
             for c, mid in plan.conflicts

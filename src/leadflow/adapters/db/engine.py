@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import orjson
@@ -16,6 +18,9 @@ from leadflow.domain.errors import ConfigError
 
 def _dumps(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+WRITE_OPTION = "leadflow_write"  # execution option of connections that will write
 
 
 def normalize_url(url: str) -> str:
@@ -72,9 +77,11 @@ def _sqlite_engine(url: str) -> Engine:
         cursor.close()
 
     @event.listens_for(engine, "begin")
-    def _begin_immediate(conn: Any) -> None:
-        # Writers take the lock at BEGIN, so two writers never deadlock on upgrade.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    def _begin(conn: Any) -> None:
+        # Writers take the lock at BEGIN, so two writers never deadlock on upgrade; readers
+        # begin plainly and, with WAL, never wait for a writer.
+        write = conn.get_execution_options().get(WRITE_OPTION, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
     return engine
 
@@ -84,3 +91,12 @@ def insert_ignore(conn: Connection, table: Table, keys: list[str]) -> Any:
     if conn.dialect.name == "postgresql":
         return pg_insert(table).on_conflict_do_nothing(index_elements=keys)
     return sqlite_insert(table).on_conflict_do_nothing(index_elements=keys)
+
+
+@contextmanager
+def writing(engine: Engine) -> Iterator[Connection]:
+    """A transaction that will write: on SQLite it takes the write lock at BEGIN."""
+    with engine.connect() as conn:
+        conn = conn.execution_options(**{WRITE_OPTION: True})
+        with conn.begin():
+            yield conn

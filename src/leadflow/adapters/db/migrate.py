@@ -8,6 +8,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, text
 
+from leadflow.adapters.db.engine import writing
+
 SCRIPT_LOCATION = "leadflow.adapters.db:migrations"
 _LOCK_KEY = 0x1EADF10
 
@@ -22,7 +24,7 @@ def _config(engine: Engine) -> Config:
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the schema to ``revision`` (the latest by default)."""
     config = _config(engine)
-    with engine.begin() as connection:
+    with writing(engine) as connection:
         if connection.dialect.name == "postgresql":
             # Several server processes may start at once: one migrates, the others wait.
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
@@ -46,6 +48,6 @@ def is_current(engine: Engine) -> bool:
 def autogenerate(engine: Engine, message: str) -> None:
     """Write a new revision from the difference between the tables and the database."""
     config = _config(engine)
-    with engine.begin() as connection:
+    with writing(engine) as connection:
         config.attributes["connection"] = connection
         command.revision(config, message=message, autogenerate=True)

@@ -3,15 +3,16 @@ the score ledger, the stage history and the outbox written in the same transacti
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, bindparam, insert, select, text, update
+from sqlalchemy import Connection, bindparam, delete, insert, select, text, update
 
 from leadflow.adapters.db.tables import (
     Account,
+    Event,
     Lead,
     Outbox,
     ScoreLedger,
@@ -20,6 +21,7 @@ from leadflow.adapters.db.tables import (
 )
 from leadflow.domain.lifecycle import StageChange
 from leadflow.domain.profiles import Profile
+from leadflow.domain.scoring import ScoredEvent
 from leadflow.ports import LeadRecord, LedgerRow, OutboxRow
 
 leads = cast_table(Lead)
@@ -27,6 +29,7 @@ accounts = cast_table(Account)
 ledger = cast_table(ScoreLedger)
 history = cast_table(StageChangeRow)
 outbox = cast_table(Outbox)
+events = cast_table(Event)
 
 PROFILE_COLUMNS = (
     leads.c.traits,
@@ -210,6 +213,36 @@ class LeadRecords:
                     for o in pending
                 ],
             )
+
+    def events_of(self, lead_ids: Sequence[int]) -> Iterator[tuple[int, int, ScoredEvent]]:
+        """The leads' events in arrival order (event id), as scoring sees them."""
+        query = (
+            select(
+                events.c.lead_id,
+                events.c.id,
+                events.c.type,
+                events.c.name,
+                events.c.timestamp,
+                events.c.properties,
+                events.c.raw,
+            )
+            .where(events.c.lead_id.in_(list(lead_ids)))
+            .order_by(events.c.lead_id, events.c.id)
+        )
+        for row in self.conn.execute(query):
+            context = row.raw.get("context") if isinstance(row.raw, dict) else None
+            event = ScoredEvent(
+                row.type, row.name, row.timestamp, row.properties or {}, context or {}
+            )
+            yield row.lead_id, row.id, event
+
+    def forget_scores(self, lead_ids: Sequence[int], version: str) -> None:
+        """A replay of a version replaces that version's ledger rows of these leads."""
+        self.conn.execute(
+            delete(ledger).where(
+                ledger.c.lead_id.in_(list(lead_ids)), ledger.c.model_version == version
+            )
+        )
 
     def accounts_by_group(self, group_ids: Iterable[str]) -> dict[str, tuple[int, dict[str, Any]]]:
         wanted = sorted(set(group_ids))

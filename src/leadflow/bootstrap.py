@@ -282,6 +282,11 @@ class Leadflow:
                 progress(done)
         return total
 
+    def model_versions(self) -> list[tuple[str, datetime]]:
+        """Every version of the scoring model this store has used, oldest first."""
+        with self.engine.connect() as conn:
+            return SqlModelRepository(conn).versions()
+
     def count_leads(self) -> int:
         with self.engine.connect() as conn:
             return SqlRescoreRepository(conn).count_leads()

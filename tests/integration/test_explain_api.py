@@ -438,6 +438,7 @@ def test_score_show_and_rebuild_commands(
     model = json.loads(shown.stdout)
     assert model["version"] == app.model.version
     assert model["lifecycle"]["mql_policy"] == f"{ENGAGEMENT_CLAUSE} or {DEMO_CLAUSE}"
+    assert [h["version"] for h in model["history"]] == [app.model.version]
 
     rebuilt = cli(database_url, "score", "rebuild", "--json")
     assert rebuilt.exit_code == 0, rebuilt.output

@@ -103,11 +103,13 @@ def show_model(ctx: typer.Context, json: JsonOption = False) -> None:
     """The live scoring model: its version, rules, grades and MQL policy."""
     with store(ctx) as leadflow:
         model = leadflow.model
+        versions = leadflow.model_versions()
+    history = [{"version": v, "first_used": at.isoformat()} for v, at in versions]
     if json:
-        print_json({"version": model.version, **model.spec})
+        print_json({"version": model.version, **model.spec, "history": history})
         return
     out = stdout()
-    out.print(f"model version [bold]{model.version}[/]")
+    out.print(f"model version [bold]{model.version}[/] ({len(history)} version(s) used so far)")
     table = Table(title="engagement rules", title_justify="left")
     for column in ("rule", "points", "half-life", "cap", "per day", "group"):
         table.add_column(column)

@@ -25,10 +25,6 @@ class SqlModelRepository:
             )
         )
 
-    def get(self, version: str) -> dict[str, Any] | None:
-        found = self.conn.scalar(select(models.c.spec).where(models.c.version == version))
-        return dict(found) if found is not None else None
-
     def versions(self) -> list[tuple[str, datetime]]:
         query = select(models.c.version, models.c.created_at).order_by(models.c.created_at)
         return [(row.version, row.created_at) for row in self.conn.execute(query)]

@@ -130,8 +130,18 @@ def test_unknown_field_names_the_line_and_the_field_path() -> None:
     text = changed("        group: web\n", "        group: web\n        colour: red\n")
     message = refusal(text)
     line = line_of(text, "colour: red")
+    assert (
+        message == f"leadflow.yaml:{line}: scoring.engagement.rules[0].colour: unknown key 'colour'"
+    )
+
+
+def test_a_misspelled_key_is_named_with_the_key_it_was_meant_to_be() -> None:
+    text = changed("        points: 40\n", "        pionts: 40\n")
+    message = refusal(text)
+    line = line_of(text, "pionts: 40")
     assert message == (
-        f"leadflow.yaml:{line}: scoring.engagement.rules[0].colour: Extra inputs are not permitted"
+        f"leadflow.yaml:{line}: scoring.engagement.rules[1].pionts: "
+        "unknown key 'pionts' (did you mean 'points'?)"
     )
 
 

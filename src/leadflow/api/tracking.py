@@ -9,6 +9,7 @@ else.
 from __future__ import annotations
 
 import base64
+import logging
 import zlib
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,8 @@ from leadflow.domain.errors import (
     ValidationError,
 )
 from leadflow.domain.events import MAX_EVENT_BYTES, SHORT_TYPES
+
+log = logging.getLogger("leadflow.api")
 
 SINGLE_ROUTES = {
     **{name: name for name in ("identify", "track", "page", "screen", "group", "alias")},
@@ -136,6 +139,10 @@ class TrackingEndpoints:
             return await self._handle(request, headers)
         except LeadflowError as exc:
             return error_response(exc, headers)
+        except Exception:  # a fault: 500 (clients retry), readable by the browser too
+            log.exception("unhandled error on %s %s", request.method, request.url.path)
+            body = {"code": "internal_error", "message": "internal error; it has been logged"}
+            return json_response(body, 500, headers)
         finally:
             self.in_flight -= 1
 

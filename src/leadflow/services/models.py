@@ -7,6 +7,7 @@ rules written differently (comments, key order) are the same version.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
@@ -338,6 +339,27 @@ def _where(loc: Sequence[int | str]) -> str:
     return text
 
 
+def _config_error(exc: PydanticValidationError, root: yaml.Node | None, origin: str) -> ConfigError:
+    """The most telling problem, placed: an unknown key (usually a typo) before the missing
+    key it was meant to be."""
+    errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+    error = errors[0]
+    loc = [p for p in error["loc"] if isinstance(p, int | str)]
+    loc = [p for p in loc if not (isinstance(p, str) and p.startswith("function-after"))]
+    line = _line_of(root, loc)
+    place = f"{origin}:{line}" if line else origin
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden" and loc:
+        missing = [
+            str(e["loc"][-1])
+            for e in errors
+            if e["type"] == "missing" and e["loc"][:-1] == tuple(loc[:-1])
+        ]
+        hint = difflib.get_close_matches(str(loc[-1]), missing, n=1)
+        message = f"unknown key {loc[-1]!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+    return ConfigError(f"{place}: {_where(loc) or 'model'}: {message}")
+
+
 def load_model_text(text: str, origin: str) -> ScoringModel:
     """Validate and compile the scoring/lifecycle sections of a YAML document."""
     try:
@@ -353,13 +375,7 @@ def load_model_text(text: str, origin: str) -> ScoringModel:
     try:
         spec = ModelSpec.model_validate(values)
     except PydanticValidationError as exc:
-        error = exc.errors()[0]
-        loc = [p for p in error["loc"] if isinstance(p, int | str)]
-        loc = [p for p in loc if not (isinstance(p, str) and p.startswith("function-after"))]
-        line = _line_of(root, loc)
-        place = f"{origin}:{line}" if line else origin
-        message = str(error["msg"]).removeprefix("Value error, ")
-        raise ConfigError(f"{place}: {_where(loc) or 'model'}: {message}") from None
+        raise _config_error(exc, root, origin) from None
     line = _line_of(root, ["lifecycle", "mql_policy"])
     return compile_model(spec, f"{origin}:{line}" if line else origin)
 

@@ -10,7 +10,18 @@ from typing import Annotated
 import typer
 
 from leadflow import __version__
-from leadflow.cli import backtest, demo, identity, imports, init, leads, scoring, serve, sources
+from leadflow.cli import (
+    backtest,
+    demo,
+    identity,
+    imports,
+    init,
+    leads,
+    model,
+    scoring,
+    serve,
+    sources,
+)
 from leadflow.cli.common import MARKUP, LeadflowGroup, state
 
 app = typer.Typer(
@@ -73,6 +84,7 @@ app.command("explain")(scoring.explain)
 app.command("worker")(scoring.worker)
 app.add_typer(scoring.score_app, name="score")
 app.command("backtest")(backtest.backtest)
+app.add_typer(model.app, name="model")
 leads.app.command("accept")(scoring.accept)
 leads.app.command("reject")(scoring.reject)
 leads.app.command("move")(scoring.move)

@@ -266,6 +266,15 @@ class MergeView:
     message_id: str | None
     created_at: datetime
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "survivor_id": self.survivor_id,
+            "merged_id": self.merged_id,
+            "cause": self.cause,
+            "message_id": self.message_id,
+            "created_at": self.created_at.isoformat(),
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class ConflictView:
@@ -276,6 +285,17 @@ class ConflictView:
     reason: str
     message_id: str | None
     created_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "lead_id": self.lead_id,
+            "other_lead_id": self.other_lead_id,
+            "key": self.key,
+            "reason": self.reason,
+            "message_id": self.message_id,
+            "created_at": self.created_at.isoformat(),
+        }
 
 
 class LeadRepository(Protocol):

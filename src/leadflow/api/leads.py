@@ -7,15 +7,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from leadflow.bootstrap import Leadflow
+from leadflow.api.state import leadflow_of
 from leadflow.ports import LeadFilter
 
 router = APIRouter(prefix="/api", tags=["leads"])
-
-
-def _leadflow(request: Request) -> Leadflow:
-    app: Leadflow = request.app.state.leadflow
-    return app
 
 
 @router.get("/leads", summary="List leads, newest first, with keyset paging")
@@ -32,7 +27,7 @@ def list_leads(
     count: bool = False,
 ) -> dict[str, Any]:
     filters = LeadFilter(stage, email, q, source_id, account, seen_since)
-    page = _leadflow(request).leads(filters, limit=limit, after=after, count=count)
+    page = leadflow_of(request).leads(filters, limit=limit, after=after, count=count)
     return {
         "items": [lead.to_json() for lead in page.items],
         "next_after": page.next_after,
@@ -42,46 +37,22 @@ def list_leads(
 
 @router.get("/leads/{lead_id}", summary="One lead: identities, traits, stage and scores")
 def get_lead(request: Request, lead_id: int) -> dict[str, Any]:
-    return _leadflow(request).lead(lead_id).to_json()
+    return leadflow_of(request).lead(lead_id).to_json()
 
 
 @router.get("/leads/{lead_id}/events", summary="A lead's events, newest first")
 def lead_events(
     request: Request, lead_id: int, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> dict[str, Any]:
-    found = _leadflow(request).lead_events(lead_id, limit)
+    found = leadflow_of(request).lead_events(lead_id, limit)
     return {"items": [event.to_json() for event in found]}
 
 
 @router.get("/identity/conflicts", summary="Leads whose identities disagree, never merged")
 def conflicts(request: Request, lead_id: int | None = None) -> dict[str, Any]:
-    return {
-        "items": [
-            {
-                "id": c.id,
-                "lead_id": c.lead_id,
-                "other_lead_id": c.other_lead_id,
-                "key": c.key,
-                "reason": c.reason,
-                "message_id": c.message_id,
-                "created_at": c.created_at.isoformat(),
-            }
-            for c in _leadflow(request).conflicts(lead_id)
-        ]
-    }
+    return {"items": [c.to_json() for c in leadflow_of(request).conflicts(lead_id)]}
 
 
 @router.get("/identity/merges", summary="Every merge of two leads, with its cause")
 def merges(request: Request, lead_id: int | None = None) -> dict[str, Any]:
-    return {
-        "items": [
-            {
-                "survivor_id": m.survivor_id,
-                "merged_id": m.merged_id,
-                "cause": m.cause,
-                "message_id": m.message_id,
-                "created_at": m.created_at.isoformat(),
-            }
-            for m in _leadflow(request).merges(lead_id)
-        ]
-    }
+    return {"items": [m.to_json() for m in leadflow_of(request).merges(lead_id)]}

@@ -7,15 +7,9 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
-from leadflow.bootstrap import Leadflow
-from leadflow.domain.lifecycle import StageChange
+from leadflow.api.state import leadflow_of
 
 router = APIRouter(prefix="/api", tags=["scoring and lifecycle"])
-
-
-def _leadflow(request: Request) -> Leadflow:
-    found: Leadflow = request.app.state.leadflow
-    return found
 
 
 class Decision(BaseModel):
@@ -28,46 +22,43 @@ class Move(Decision):
     stage: str = Field(min_length=1)
 
 
-def _change(change: StageChange) -> dict[str, Any]:
-    return {
-        "lead_id": change.lead_id,
-        "from": change.from_stage,
-        "to": change.to_stage,
-        "at": change.at.isoformat(),
-        "actor": change.actor,
-        "reason": change.reason,
-        "note": change.note,
-        "model_version": change.model_version,
-    }
+def _decide(request: Request, lead_id: int, decision: str, body: Decision) -> dict[str, Any]:
+    leadflow = leadflow_of(request)
+    change = leadflow.decide(lead_id, decision, body.reason, f"user:{body.by}", body.note)
+    return change.to_json()
 
 
 @router.get("/leads/{lead_id}/explain", summary="Why the lead has its scores and stage")
 def explain(request: Request, lead_id: int) -> dict[str, Any]:
-    return _leadflow(request).explain(lead_id)
+    return leadflow_of(request).explain(lead_id)
 
 
 @router.post("/leads/{lead_id}/accept", summary="Sales accepts an MQL (MQL -> SAL)")
 def accept(request: Request, lead_id: int, body: Decision) -> dict[str, Any]:
-    change = _leadflow(request).decide(lead_id, "accept", body.reason, f"user:{body.by}", body.note)
-    return _change(change)
+    change = leadflow_of(request).decide(
+        lead_id, "accept", body.reason, f"user:{body.by}", body.note
+    )
+    return change.to_json()
 
 
 @router.post("/leads/{lead_id}/reject", summary="Sales rejects an MQL (MQL -> recycled)")
 def reject(request: Request, lead_id: int, body: Decision) -> dict[str, Any]:
-    change = _leadflow(request).decide(lead_id, "reject", body.reason, f"user:{body.by}", body.note)
-    return _change(change)
+    change = leadflow_of(request).decide(
+        lead_id, "reject", body.reason, f"user:{body.by}", body.note
+    )
+    return change.to_json()
 
 
 @router.post("/leads/{lead_id}/stage", summary="Move a lead along the lifecycle")
 def move(request: Request, lead_id: int, body: Move) -> dict[str, Any]:
-    leadflow = _leadflow(request)
+    leadflow = leadflow_of(request)
     change = leadflow.move_stage(
         lead_id, body.stage.lower(), body.reason, f"user:{body.by}", body.note
     )
-    return _change(change)
+    return change.to_json()
 
 
 @router.get("/model", summary="The live scoring model and its version")
 def model(request: Request) -> dict[str, Any]:
-    live = _leadflow(request).model
+    live = leadflow_of(request).model
     return {"version": live.version, **live.spec}

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
-from leadflow.bootstrap import Leadflow
+from leadflow.api.state import leadflow_of
 from leadflow.ports import SourceRecord
 
 router = APIRouter(prefix="/api", tags=["sources"])
@@ -28,11 +28,9 @@ def _json(source: SourceRecord) -> dict[str, Any]:
 
 @router.get("/sources", summary="List sources")
 def list_sources(request: Request) -> dict[str, Any]:
-    leadflow: Leadflow = request.app.state.leadflow
-    return {"items": [_json(s) for s in leadflow.sources()]}
+    return {"items": [_json(s) for s in leadflow_of(request).sources()]}
 
 
 @router.post("/sources", summary="Create a source and its write key", status_code=201)
 def create_source(request: Request, body: NewSource) -> dict[str, Any]:
-    leadflow: Leadflow = request.app.state.leadflow
-    return _json(leadflow.create_source(body.name))
+    return _json(leadflow_of(request).create_source(body.name))

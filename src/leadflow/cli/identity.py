@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from leadflow.cli.common import group, print_json, stdout, store, when
-from leadflow.ports import ConflictView, MergeView
 
 app = group("Identity resolution: merges of leads and conflicts never merged.")
 
@@ -19,35 +18,13 @@ LeadOption = Annotated[
 ]
 
 
-def conflict_json(c: ConflictView) -> dict[str, Any]:
-    return {
-        "id": c.id,
-        "lead_id": c.lead_id,
-        "other_lead_id": c.other_lead_id,
-        "key": c.key,
-        "reason": c.reason,
-        "message_id": c.message_id,
-        "created_at": c.created_at.isoformat(),
-    }
-
-
-def merge_json(m: MergeView) -> dict[str, Any]:
-    return {
-        "survivor_id": m.survivor_id,
-        "merged_id": m.merged_id,
-        "cause": m.cause,
-        "message_id": m.message_id,
-        "created_at": m.created_at.isoformat(),
-    }
-
-
 @app.command("conflicts")
 def conflicts(ctx: typer.Context, lead: LeadOption = None, as_json: JsonOption = False) -> None:
     """Leads whose strong identities (email, userId) disagree: reported, never merged."""
     with store(ctx) as leadflow:
         found = leadflow.conflicts(lead)
     if as_json:
-        print_json([conflict_json(c) for c in found])
+        print_json([c.to_json() for c in found])
         return
     if not found:
         stdout().print("no identity conflicts")
@@ -71,7 +48,7 @@ def merges(ctx: typer.Context, lead: LeadOption = None, as_json: JsonOption = Fa
     with store(ctx) as leadflow:
         found = leadflow.merges(lead)
     if as_json:
-        print_json([merge_json(m) for m in found])
+        print_json([m.to_json() for m in found])
         return
     if not found:
         stdout().print("no merges")

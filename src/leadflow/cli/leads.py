@@ -12,8 +12,9 @@ from rich.panel import Panel
 from rich.table import Table
 
 from leadflow.cli.common import group, print_json, stdout, store, when
+from leadflow.domain.lifecycle import STAGES
 from leadflow.ports import EventView, LeadFilter, LeadView
-from leadflow.services.leads import MAX_PAGE, STAGES
+from leadflow.services.leads import MAX_PAGE
 
 app = group("List leads and show one lead.")
 

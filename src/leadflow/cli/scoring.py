@@ -188,16 +188,8 @@ def worker(
 
 
 def _print_change(change: StageChange, json: bool) -> None:
-    data = {
-        "lead_id": change.lead_id,
-        "from": change.from_stage,
-        "to": change.to_stage,
-        "at": change.at.isoformat(),
-        "actor": change.actor,
-        "reason": change.reason,
-    }
     if json:
-        print_json(data)
+        print_json(change.to_json())
     else:
         stdout().print(
             f"lead {change.lead_id}: {change.from_stage} -> {change.to_stage} ({change.reason})"

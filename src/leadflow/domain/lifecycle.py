@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from leadflow.domain.errors import Conflict, ValidationError
 
@@ -43,6 +44,18 @@ class StageChange:
     reason: str  # a reason code or the policy clause that fired
     note: str = ""
     model_version: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "lead_id": self.lead_id,
+            "from": self.from_stage,
+            "to": self.to_stage,
+            "at": self.at.isoformat(),
+            "actor": self.actor,
+            "reason": self.reason,
+            "note": self.note,
+            "model_version": self.model_version,
+        }
 
 
 def check_transition(from_stage: str, to_stage: str, cause: str) -> None:

@@ -3,18 +3,9 @@
 from __future__ import annotations
 
 from leadflow.domain.errors import NotFound, ValidationError
+from leadflow.domain.lifecycle import STAGES
 from leadflow.ports import LeadFilter, LeadPage, LeadRepository, LeadView
 
-STAGES = (
-    "lead",
-    "mql",
-    "sal",
-    "sql",
-    "opportunity",
-    "customer",
-    "recycled",
-    "disqualified",
-)
 MAX_PAGE = 1000
 
 

@@ -15,12 +15,11 @@ from sqlalchemy import Connection, Engine, and_, func, not_, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql.elements import ColumnElement
 
-from leadflow.adapters.db.records import accounts, history, leads
-from leadflow.adapters.db.tables import Event, cast_table
+from leadflow.adapters.db.tables import accounts, events, leads
+from leadflow.adapters.db.tables import stage_changes as history
 from leadflow.domain.scoring import ScoredEvent
 from leadflow.services.backtest import BacktestLead
 
-events = cast_table(Event)
 STREAM_ROWS = 2000  # rows fetched per round trip from the server-side cursor
 
 

@@ -6,13 +6,12 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from leadflow.adapters.db.records import LeadRecords, history
-from leadflow.adapters.db.tables import Event, ScoreLedger, cast_table
+from leadflow.adapters.db.records import LeadRecords
+from leadflow.adapters.db.tables import events
+from leadflow.adapters.db.tables import score_ledger as ledger
+from leadflow.adapters.db.tables import stage_changes as history
 from leadflow.ports import LeadRecord
 from leadflow.services.explain import LedgerEntry
-
-ledger = cast_table(ScoreLedger)
-events = cast_table(Event)
 
 
 class SqlExplainRepository(LeadRecords):

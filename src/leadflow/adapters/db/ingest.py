@@ -19,26 +19,18 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from leadflow.adapters.db.records import LeadRecords, dumps
 from leadflow.adapters.db.tables import (
-    Account,
-    Event,
-    Identity,
-    IdentityConflictRow,
-    Lead,
-    LeadMerge,
-    ScoreLedger,
-    cast_table,
+    accounts,
+    events,
+    identities,
+    leads,
+    score_ledger,
 )
+from leadflow.adapters.db.tables import identity_conflicts as conflicts
+from leadflow.adapters.db.tables import lead_merges as merges
 from leadflow.domain.identity import IdentityConflict, IdentityKey, Merge
 from leadflow.domain.profiles import merged
 from leadflow.ports import EventRow, NewLead
 
-leads = cast_table(Lead)
-identities = cast_table(Identity)
-events = cast_table(Event)
-accounts = cast_table(Account)
-merges = cast_table(LeadMerge)
-conflicts = cast_table(IdentityConflictRow)
-score_ledger = cast_table(ScoreLedger)
 _CHUNK = 500
 
 

@@ -7,13 +7,12 @@ from typing import Any
 from sqlalchemy import Connection, Select, func, or_, select
 
 from leadflow.adapters.db.tables import (
-    Account,
-    Event,
-    Identity,
-    IdentityConflictRow,
-    Lead,
-    LeadMerge,
-    cast_table,
+    accounts,
+    events,
+    identities,
+    identity_conflicts,
+    lead_merges,
+    leads,
 )
 from leadflow.ports import (
     KIND_LABELS,
@@ -24,11 +23,6 @@ from leadflow.ports import (
     LeadView,
     MergeView,
 )
-
-leads = cast_table(Lead)
-identities = cast_table(Identity)
-events = cast_table(Event)
-accounts = cast_table(Account)
 
 
 class SqlLeadRepository:
@@ -147,7 +141,7 @@ class SqlLeadRepository:
         ]
 
     def merges(self, lead_id: int | None) -> list[MergeView]:
-        table = cast_table(LeadMerge)
+        table = lead_merges
         query = select(table).order_by(table.c.id)
         if lead_id is not None:
             query = query.where(or_(table.c.survivor_id == lead_id, table.c.merged_id == lead_id))
@@ -157,7 +151,7 @@ class SqlLeadRepository:
         ]
 
     def conflicts(self, lead_id: int | None, include_resolved: bool) -> list[ConflictView]:
-        table = cast_table(IdentityConflictRow)
+        table = identity_conflicts
         query = select(table).order_by(table.c.id)
         if lead_id is not None:
             query = query.where(or_(table.c.lead_id == lead_id, table.c.other_lead_id == lead_id))

@@ -6,7 +6,8 @@ from datetime import datetime
 
 from sqlalchemy import Connection, select
 
-from leadflow.adapters.db.records import LeadRecords, leads
+from leadflow.adapters.db.records import LeadRecords
+from leadflow.adapters.db.tables import leads
 
 
 class SqlLifecycleRepository(LeadRecords):

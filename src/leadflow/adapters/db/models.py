@@ -8,9 +8,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from leadflow.adapters.db.engine import insert_ignore
-from leadflow.adapters.db.tables import ScoringModelRow, cast_table
-
-models = cast_table(ScoringModelRow)
+from leadflow.adapters.db.tables import scoring_models as models
 
 
 class SqlModelRepository:

@@ -11,25 +11,17 @@ import orjson
 from sqlalchemy import Connection, bindparam, delete, insert, select, text, update
 
 from leadflow.adapters.db.tables import (
-    Account,
-    Event,
-    Lead,
-    Outbox,
-    ScoreLedger,
-    StageChangeRow,
-    cast_table,
+    accounts,
+    events,
+    leads,
+    outbox,
 )
+from leadflow.adapters.db.tables import score_ledger as ledger
+from leadflow.adapters.db.tables import stage_changes as history
 from leadflow.domain.lifecycle import StageChange
 from leadflow.domain.profiles import Profile
 from leadflow.domain.scoring import ScoredEvent
 from leadflow.ports import LeadRecord, LedgerRow, OutboxRow
-
-leads = cast_table(Lead)
-accounts = cast_table(Account)
-ledger = cast_table(ScoreLedger)
-history = cast_table(StageChangeRow)
-outbox = cast_table(Outbox)
-events = cast_table(Event)
 
 PROFILE_COLUMNS = (
     leads.c.traits,

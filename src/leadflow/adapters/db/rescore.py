@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, func, select
 
-from leadflow.adapters.db.records import LeadRecords, leads
+from leadflow.adapters.db.records import LeadRecords
+from leadflow.adapters.db.tables import leads
 
 
 class SqlRescoreRepository(LeadRecords):

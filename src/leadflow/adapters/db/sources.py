@@ -6,10 +6,8 @@ from datetime import datetime
 
 from sqlalchemy import Connection, insert, select
 
-from leadflow.adapters.db.tables import Source, cast_table
+from leadflow.adapters.db.tables import sources
 from leadflow.ports import SourceRecord
-
-sources = cast_table(Source)
 
 
 def _record(row: object) -> SourceRecord:

@@ -244,3 +244,17 @@ class Outbox(Base):
     processed_at: Mapped[datetime | None] = mapped_column(Time)
 
     __table_args__ = (Index("ix_outbox_pending", "processed_at", "id"),)
+
+
+# The Core tables, for the repositories' bulk statements.
+sources = cast_table(Source)
+accounts = cast_table(Account)
+leads = cast_table(Lead)
+identities = cast_table(Identity)
+events = cast_table(Event)
+lead_merges = cast_table(LeadMerge)
+identity_conflicts = cast_table(IdentityConflictRow)
+scoring_models = cast_table(ScoringModelRow)
+score_ledger = cast_table(ScoreLedger)
+stage_changes = cast_table(StageChangeRow)
+outbox = cast_table(Outbox)

@@ -52,6 +52,32 @@ class Settings(BaseSettings):
     lifecycle: dict[str, Any] | None = Field(
         default=None, description="Stages, the MQL policy and the sales step (docs/scoring.md)."
     )
+    segments: dict[str, Any] | None = Field(
+        default=None, description="Named segments: filter trees over leads (docs/segments.md)."
+    )
+    email: dict[str, Any] | None = Field(
+        default=None, description="SMTP server, sender, DKIM and tracking (docs/email.md)."
+    )
+    secret_key: str = Field(
+        default="", description="Signs message links; empty: kept in leadflow.secret (0600)."
+    )
+
+    journeys: dict[str, Any] | None = Field(
+        default=None, description="Nurture journeys by name (docs/journeys.md)."
+    )
+    nurture: dict[str, Any] | None = Field(
+        default=None,
+        description="Rules of every send: frequency cap, local hours, consent (docs/journeys.md).",
+    )
+    sms: dict[str, Any] | None = Field(
+        default=None, description="The SMS channel: transport, keywords, quiet hours (docs/sms.md)."
+    )
+    webhooks: dict[str, Any] | None = Field(
+        default=None, description="Sales handoff webhooks: endpoints, retries (docs/handoff.md)."
+    )
+    sales: dict[str, Any] | None = Field(
+        default=None, description="Sales reps and their territories (docs/handoff.md)."
+    )
 
     @property
     def config_file(self) -> Path:

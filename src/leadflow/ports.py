@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -106,6 +106,159 @@ class LedgerRow:
 
 @dataclass(frozen=True, slots=True)
 class OutboxRow:
+    topic: str
+    lead_id: int | None
+    payload: dict[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class EmailMessage:
+    """A rendered email, ready for a transport. ``key`` is the delivery's idempotency key."""
+
+    key: str
+    to: str
+    from_addr: str
+    subject: str
+    text: str
+    html: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SmsMessage:
+    """A rendered text message to an E.164 number. ``key`` is the delivery's idempotency key."""
+
+    key: str
+    to: str
+    text: str
+    sender: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SendReceipt:
+    """What a transport confirmed: its own id for the message, and anything worth keeping."""
+
+    provider_id: str | None = None
+    detail: str = ""
+    parts: int = 1
+
+
+class EmailSender(Protocol):
+    """Hands an email to a mail server; raises TransientDeliveryError or
+    PermanentDeliveryError (domain.errors) when it cannot."""
+
+    def send(self, message: EmailMessage) -> SendReceipt: ...
+
+
+class SmsSender(Protocol):
+    """Hands a text to an SMS gateway; raises TransientDeliveryError or
+    PermanentDeliveryError (domain.errors) when it cannot."""
+
+    def send(self, message: SmsMessage) -> SendReceipt: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SuppressionView:
+    channel: str
+    address: str
+    reason: str
+    detail: str
+    lead_id: int | None
+    created_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "channel": self.channel,
+            "address": self.address,
+            "reason": self.reason,
+            "detail": self.detail,
+            "lead_id": self.lead_id,
+            "created_at": self.created_at.isoformat(),
+        }
+
+
+DELIVERY_STATUSES = ("queued", "sent", "delivered", "failed", "skipped", "bounced")
+
+
+@dataclass(slots=True)
+class DeliveryRecord:
+    """One row of the delivery ledger: a message to one recipient and what became of it.
+
+    ``queued`` until a transport confirms the hand-off (``sent``); ``delivered`` or
+    ``bounced`` when the network says so; ``failed`` for a permanent refusal or too many
+    transient ones; ``skipped`` with the reason when a rule stopped it before the transport.
+    """
+
+    id: int
+    key: str
+    lead_id: int
+    channel: str
+    address: str | None
+    journey: str | None
+    run_id: int | None
+    step: str | None
+    template: str | None
+    variant: str | None
+    status: str
+    reason: str
+    provider_id: str | None
+    attempts: int
+    parts: int
+    next_attempt_at: datetime | None
+    content: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    sent_at: datetime | None = None
+    delivered_at: datetime | None = None
+    opened_at: datetime | None = None
+    clicked_at: datetime | None = None
+    replied_at: datetime | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "key": self.key,
+            "lead_id": self.lead_id,
+            "channel": self.channel,
+            "address": self.address,
+            "journey": self.journey,
+            "step": self.step,
+            "template": self.template,
+            "variant": self.variant,
+            "status": self.status,
+            "reason": self.reason,
+            "provider_id": self.provider_id,
+            "attempts": self.attempts,
+            "parts": self.parts,
+            "created_at": self.created_at.isoformat(),
+            "sent_at": _iso(self.sent_at),
+            "delivered_at": _iso(self.delivered_at),
+            "opened_at": _iso(self.opened_at),
+            "clicked_at": _iso(self.clicked_at),
+            "replied_at": _iso(self.replied_at),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class NewDelivery:
+    key: str
+    lead_id: int
+    channel: str
+    address: str | None
+    template: str | None = None
+    journey: str | None = None
+    run_id: int | None = None
+    step: str | None = None
+    variant: str | None = None
+    content: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxMessage:
+    """An outbox row as its consumers see it."""
+
+    id: int
     topic: str
     lead_id: int | None
     payload: dict[str, Any]

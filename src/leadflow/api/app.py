@@ -9,7 +9,13 @@ from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoin
 from starlette.responses import Response
 
 from leadflow import __version__
-from leadflow.api import errors, leads, lifecycle, sources, tracking
+from leadflow.api import errors, leads, lifecycle, predict, privacy, sources, tracking
+from leadflow.api import handoff as handoff_api
+from leadflow.api import journeys as journeys_api
+from leadflow.api import messages as email_api
+from leadflow.api import segments as segments_api
+from leadflow.api import sms as sms_api
+from leadflow.api import webhooks as webhooks_api
 from leadflow.bootstrap import Leadflow, open_leadflow
 from leadflow.config import Settings
 
@@ -47,6 +53,14 @@ def create_app(settings: Settings | None = None, leadflow: Leadflow | None = Non
     app.include_router(leads.router)
     app.include_router(sources.router)
     app.include_router(lifecycle.router)
+    app.include_router(webhooks_api.router)
+    app.include_router(handoff_api.router)
+    app.include_router(segments_api.router)
+    app.include_router(email_api.router)
+    app.include_router(sms_api.router)
+    app.include_router(predict.router)
+    app.include_router(journeys_api.router)
+    app.include_router(privacy.router)
     if core.settings.api_token:
         app.add_middleware(ApiToken, token=core.settings.api_token)  # type: ignore[arg-type]
 

@@ -18,6 +18,7 @@ from leadflow.adapters.tracking_client import SendReport, send_over_http
 from leadflow.api.app import create_app
 from leadflow.bootstrap import Leadflow
 from leadflow.cli.common import fail, masked, stdout, store
+from leadflow.cli.demo_nurture import run_demo_nurture
 from leadflow.cli.serve import base_url, port_free
 from leadflow.ports import LeadFilter
 from leadflow.simulator import SimulationConfig, simulate
@@ -143,6 +144,7 @@ def demo(
             report, seconds = _send(address, source.write_key, messages)
             out.print(_summary(leadflow, report, seconds, company.summary()))
             out.print(_top_mqls(leadflow))
+            run_demo_nurture(leadflow, out, address)
             for problem in (report.errors or [])[:5]:
                 out.print(f"[yellow]rejected batch: {problem}[/]")
             if not serve:

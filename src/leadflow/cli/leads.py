@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import orjson
@@ -11,12 +12,12 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
-from leadflow.cli.common import group, print_json, stdout, store, when
+from leadflow.cli.common import fail, group, print_json, stdout, store, when
 from leadflow.domain.lifecycle import STAGES
 from leadflow.ports import EventView, LeadFilter, LeadView
 from leadflow.services.leads import MAX_PAGE
 
-app = group("List leads and show one lead.")
+app = group("List leads, show one lead, export or erase everything held on a person.")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 SHOWN_EVENTS = 10
@@ -173,3 +174,55 @@ def _events_table(recent: list[EventView]) -> Table | str:
             when(event.timestamp), event.type, escape(event.name or ""), escape(props[:80])
         )
     return table
+
+
+@app.command("assign")
+def assign(
+    ctx: typer.Context,
+    lead_id: Annotated[int, typer.Argument(metavar="ID", help="The lead's id.")],
+    rep: Annotated[str, typer.Option("--rep", metavar="NAME", help="A rep of sales.reps.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Give a lead to a sales rep by name (rule ``manual``), over any earlier assignment."""
+    with store(ctx) as leadflow:
+        done = leadflow.assign_lead(lead_id, rep)
+    if as_json:
+        print_json(done.to_json())
+        return
+    stdout().print(f"lead {done.lead_id} assigned to {escape(done.rep.name)}")
+
+
+@app.command("export")
+def export(
+    ctx: typer.Context,
+    lead_id: Annotated[int, typer.Argument(metavar="ID", help="A lead id.")],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write the JSON here instead of stdout.")
+    ] = None,
+) -> None:
+    """Everything held on a person — the lead, the leads merged into it, events, scores,
+    stage history, consent, messages, journeys, offers — as one JSON document."""
+    with store(ctx) as leadflow:
+        found = leadflow.export_lead(lead_id)
+    if out is None:
+        print_json(found)
+        return
+    out.write_bytes(orjson.dumps(found, option=orjson.OPT_INDENT_2, default=str))
+    rows = sum(len(items) for items in found["tables"].values())
+    stdout().print(f"wrote {rows} rows from {len(found['tables'])} tables to {out}")
+
+
+@app.command("erase")
+def erase(
+    ctx: typer.Context,
+    lead_id: Annotated[int, typer.Argument(metavar="ID", help="A lead id.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Erase without asking.")] = False,
+) -> None:
+    """Erase a person from every table (the right to erasure). Their addresses stay on the
+    suppression list, without the link to the lead, so an opt-out is still honoured."""
+    if not yes and not typer.confirm(f"Erase lead {lead_id} and everything held on it?"):
+        fail("nothing erased")
+    with store(ctx) as leadflow:
+        counts = leadflow.erase_lead(lead_id)
+    detail = ", ".join(f"{table} {count}" for table, count in sorted(counts.items()))
+    stdout().print(f"erased lead {lead_id}: {detail}")

@@ -22,6 +22,13 @@ from leadflow.cli import (
     serve,
     sources,
 )
+from leadflow.cli import email as email_cli
+from leadflow.cli import handoff as handoff_cli
+from leadflow.cli import journeys as journeys_cli
+from leadflow.cli import segments as segments_cli
+from leadflow.cli import sms as sms_cli
+from leadflow.cli import suppressions as suppressions_cli
+from leadflow.cli import webhooks as webhooks_cli
 from leadflow.cli.common import MARKUP, LeadflowGroup, state
 
 app = typer.Typer(
@@ -85,6 +92,15 @@ app.command("worker")(scoring.worker)
 app.add_typer(scoring.score_app, name="score")
 app.command("backtest")(backtest.backtest)
 app.add_typer(model.app, name="model")
+app.add_typer(segments_cli.app, name="segments")
+app.add_typer(email_cli.app, name="email")
+app.add_typer(suppressions_cli.app, name="suppressions")
+app.add_typer(sms_cli.app, name="sms")
+app.add_typer(webhooks_cli.app, name="webhooks")
+app.add_typer(handoff_cli.app, name="handoff")
+app.add_typer(journeys_cli.app, name="journeys")
+app.add_typer(journeys_cli.offers_app, name="offers")
+app.add_typer(journeys_cli.consent_app, name="consent")
 leads.app.command("accept")(scoring.accept)
 leads.app.command("reject")(scoring.reject)
 leads.app.command("move")(scoring.move)

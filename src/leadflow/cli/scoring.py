@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Annotated, Any
 
+import httpx
 import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -12,7 +13,8 @@ from rich.table import Table
 
 from leadflow.cli.common import group, print_json, stdout, store
 from leadflow.domain.lifecycle import StageChange
-from leadflow.jobs.worker import run_forever, run_once
+from leadflow.jobs.messaging import messaging_for
+from leadflow.jobs.worker import WorkReport, run_forever, work_once
 from leadflow.services.rescore import RescoreReport
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
@@ -54,6 +56,8 @@ def explain(
     for clause in policy["fired"]:
         out.print(f"  fired: {escape(clause)}")
     out.print(_history_table(found["history"]))
+    if found.get("prediction"):
+        out.print(_prediction_table(found["prediction"]))
 
 
 def _rules_table(engagement: dict[str, Any]) -> Table:
@@ -81,6 +85,21 @@ def _fit_table(fit: dict[str, Any]) -> Table:
     table.add_column("conditions")
     for item in fit["criteria"]:
         table.add_row(item["rule"], f"{item['points']:g}", "; ".join(item["conditions"]))
+    return table
+
+
+def _prediction_table(prediction: dict[str, Any]) -> Table:
+    title = (
+        f"p_convert {prediction['p_convert']:.3f} ({escape(prediction['outcome'])}, "
+        f"model {prediction['model_version']})"
+    )
+    table = Table(title=title, title_justify="left")
+    for column in ("factor", "value", "effect (log-odds)"):
+        table.add_column(column, justify="right" if column.startswith("effect") else "left")
+    for factor in prediction["factors"]:
+        table.add_row(
+            escape(factor["feature"]), escape(str(factor["value"])), f"{factor['effect']:+.3f}"
+        )
     return table
 
 
@@ -166,18 +185,17 @@ def worker(
     interval: Annotated[float, typer.Option(min=0.05, help="Seconds between polls.")] = 1.0,
 ) -> None:
     """Run due work: leads whose scores decayed or whose policy windows expired are looked at
-    again, and MQLs past their SLA are escalated. Ctrl-C stops it."""
+    again, MQLs past their SLA are escalated, stage changes start journeys and sales
+    webhooks, due journey steps run and their messages are sent. Ctrl-C stops it."""
     out = stdout()
 
-    def say(report: Any) -> None:
-        out.print(
-            f"reviewed {report.reviewed}, stage changes {report.changes}, "
-            f"escalated {report.escalated}"
-        )
+    def say(report: WorkReport) -> None:
+        out.print(report.summary())
 
     with store(ctx) as leadflow:
         if once:
-            say(run_once(leadflow))
+            with httpx.Client(timeout=10.0, follow_redirects=False) as client:
+                say(work_once(leadflow, messaging_for(leadflow, client), client))
             return
         out.print(f"worker running every {interval:g}s; Ctrl-C stops it")
         stop = threading.Event()

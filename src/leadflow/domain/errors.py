@@ -80,3 +80,21 @@ class BatchErrors(ValidationError):
         LeadflowError.__init__(
             self, f"{len(self.errors)} invalid item(s), {self.accepted} accepted: {shown}{more}"
         )
+
+
+class DeliveryError(LeadflowError):
+    """A transport refused or failed to take a message."""
+
+    code = "delivery_failed"
+
+
+class TransientDeliveryError(DeliveryError):
+    """Worth another try later (timeouts, 5xx, 429, a queue that is full)."""
+
+    code = "delivery_transient"
+
+
+class PermanentDeliveryError(DeliveryError):
+    """Will never succeed as is (bad address, rejected by policy); the delivery fails."""
+
+    code = "delivery_permanent"

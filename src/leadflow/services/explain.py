@@ -24,6 +24,7 @@ from leadflow.domain.scoring import (
 )
 from leadflow.ports import LeadRecord
 from leadflow.services.models import ScoringModel
+from leadflow.services.predict_live import LivePredictor
 from leadflow.services.qualify import Qualifier
 
 EVENTS_SHOWN = 25
@@ -119,7 +120,11 @@ def _after_reset(entry: LedgerEntry, reset_at: float | None) -> LedgerEntry:
 
 
 def explain(
-    repo: ExplainRepository, model: ScoringModel, lead_id: int, now: datetime
+    repo: ExplainRepository,
+    model: ScoringModel,
+    lead_id: int,
+    now: datetime,
+    predictor: LivePredictor | None = None,
 ) -> dict[str, Any] | None:
     lead = repo.record(lead_id)
     if lead is None:
@@ -159,4 +164,5 @@ def explain(
             "fired": list(verdict.fired),
         },
         "history": repo.history(lead.id),
+        "prediction": predictor.explain(lead, now) if predictor is not None else None,
     }

@@ -26,11 +26,12 @@ from leadflow.domain.identity import (
 )
 from leadflow.domain.profiles import Profile, touched
 from leadflow.domain.scoring import ScoredEvent
-from leadflow.ports import EventRow, IngestRepository, LeadTouch, NewLead
+from leadflow.ports import EventRow, IngestRepository, LeadTouch, NewLead, OutboxRow
 from leadflow.services.qualify import Outcome, Qualifier
 from leadflow.services.rescore import rescore_chunk
 
 IDENTITY_TRAITS = ("email", "phone")
+EVENT_TOPIC = "event.tracked"
 
 
 @dataclass(slots=True)
@@ -83,11 +84,18 @@ class Ingestor:
     """Resolves and stores batches of normalised events for one source."""
 
     def __init__(
-        self, repo: IngestRepository, qualifier: Qualifier, phone_region: str | None = None
+        self,
+        repo: IngestRepository,
+        qualifier: Qualifier,
+        phone_region: str | None = None,
+        on_change: Callable[[Sequence[int], datetime], None] | None = None,
+        event_triggers: frozenset[str] = frozenset(),
     ) -> None:
         self.repo = repo
         self.qualifier = qualifier
         self.phone_region = phone_region
+        self.on_change = on_change  # told which leads the batch changed (segments)
+        self.event_triggers = event_triggers  # event names that start journeys
 
     def ingest(
         self, source_id: int, events: Sequence[NormalizedEvent], at: datetime
@@ -269,9 +277,26 @@ class Ingestor:
             )
             outcome.ledger.extend(self.qualifier.score_events(record, scored.get(lead_id, [])))
             outcome.extend(self.qualifier.refresh(record, at, refit))
+        if self.event_triggers:
+            outcome.outbox.extend(self._triggers(plan, final, event_ids, at))
         self.repo.save_leads([records[lead] for lead in sorted(records)], at)
         self.repo.record_scores(outcome.ledger)
         self.repo.record_changes(outcome.changes, outcome.outbox)
+        if self.on_change is not None:
+            merged = [merge.loser for merge, _ in plan.merges]
+            self.on_change([*sorted(records), *merged], at)
+
+    def _triggers(
+        self, plan: _Plan, final: Callable[[int], int], event_ids: dict[str, int], at: datetime
+    ) -> list[OutboxRow]:
+        """An outbox row for each new event whose name starts a journey."""
+        rows = []
+        for event, lead in plan.events:
+            event_id = event_ids.get(event.message_id)
+            if event_id is not None and event.name in self.event_triggers:
+                payload = {"name": event.name, "event_id": event_id, "lead_id": final(lead)}
+                rows.append(OutboxRow(EVENT_TOPIC, final(lead), payload, at))
+        return rows
 
 
 def _change(touch: LeadTouch, account: tuple[int, dict[str, Any]] | None) -> Profile:

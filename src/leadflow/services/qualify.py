@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from leadflow.domain.features import STATE_KEY
 from leadflow.domain.lifecycle import QUALIFYING, StageChange
 from leadflow.domain.policy import Facts, Verdict
 from leadflow.domain.scoring import (
@@ -28,6 +29,7 @@ from leadflow.domain.scoring import (
 )
 from leadflow.ports import LeadRecord, LedgerRow, OutboxRow
 from leadflow.services.models import ScoringModel
+from leadflow.services.predict_live import LivePredictor, merge_feature_states, observe_all
 
 STAGE_TOPIC = "lead.stage_changed"
 SLA_TOPIC = "lead.sla_breached"
@@ -65,8 +67,9 @@ def stage_outbox(change: StageChange) -> OutboxRow:
 class Qualifier:
     """Applies one scoring model to leads."""
 
-    def __init__(self, model: ScoringModel) -> None:
+    def __init__(self, model: ScoringModel, predictor: LivePredictor | None = None) -> None:
         self.model = model
+        self.predictor = predictor  # the active conversion model, if any: sets p_convert
         self.watched = model.watched_events
         # Scores only fall with time when no decaying rule takes points away.
         self.monotone = all(r.points >= 0 for r in model.rules.engagement if r.half_life)
@@ -76,7 +79,8 @@ class Qualifier:
         merged = merge_states(
             EngagementState.from_json(survivor), EngagementState.from_json(loser), self.model.rules
         )
-        return merged.to_json()
+        features = merge_feature_states(survivor.get(STATE_KEY), loser.get(STATE_KEY))
+        return merged.to_json() | ({STATE_KEY: features} if features else {})
 
     def score_events(
         self, lead: LeadRecord, events: Sequence[tuple[int, ScoredEvent]]
@@ -101,7 +105,8 @@ class Qualifier:
                         event.timestamp,
                     )
                 )
-        lead.score_state = state.to_json()
+        features = observe_all(lead.score_state.get(STATE_KEY), (e for _, e in events))
+        lead.score_state = state.to_json() | {STATE_KEY: features}
         lead.model_version = self.model.version
         return rows
 
@@ -134,6 +139,9 @@ class Qualifier:
             source = fit_source(profile.traits, lead.account_traits, profile.email, rules)
             fit = fit_of(rules, source)
             lead.fit_score, lead.fit_grade = fit.score, fit.grade
+        if self.predictor is not None:
+            p = self.predictor.predict(lead, now)
+            lead.p_convert = lead.p_convert if p is None else round(p, 6)
         facts, engagement = self.facts(lead, now)
         lead.engagement_score = round(engagement.total, 6)
         lead.scored_at = now

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -36,8 +37,14 @@ class ReviewReport:
         return self
 
 
-def review_due(repo: ReviewRepository, qualifier: Qualifier, now: datetime) -> ReviewReport:
-    """Re-evaluate one batch of due leads; a stage change is recorded with its outbox row."""
+def review_due(
+    repo: ReviewRepository,
+    qualifier: Qualifier,
+    now: datetime,
+    on_change: Callable[[Sequence[int], datetime], None] | None = None,
+) -> ReviewReport:
+    """Re-evaluate one batch of due leads; a stage change is recorded with its outbox row.
+    ``on_change`` is told which leads were rescored (segment membership)."""
     ids = repo.due_reviews(now, BATCH)
     records = repo.load_for_update(ids)
     outcome = Outcome()
@@ -45,6 +52,8 @@ def review_due(repo: ReviewRepository, qualifier: Qualifier, now: datetime) -> R
         outcome.extend(qualifier.refresh(records[lead_id], now))
     repo.save_leads([records[i] for i in sorted(records)], now)
     repo.record_changes(outcome.changes, outcome.outbox)
+    if on_change is not None:
+        on_change(sorted(records), now)
     return ReviewReport(reviewed=len(records), changes=len(outcome.changes))
 
 

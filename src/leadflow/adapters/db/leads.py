@@ -49,6 +49,15 @@ class SqlLeadRepository:
         views = self._views(select(leads).where(leads.c.id == lead_id))
         return views[0] if views else None
 
+    def views(self, lead_ids: list[int]) -> dict[int, LeadView]:
+        """Several leads at once, by id (absent ids are left out)."""
+        found: dict[int, LeadView] = {}
+        for start in range(0, len(lead_ids), 500):
+            chunk = lead_ids[start : start + 500]
+            for view in self._views(select(leads).where(leads.c.id.in_(chunk))):
+                found[view.id] = view
+        return found
+
     def page(self, filters: LeadFilter, limit: int, after: int | None, count: bool) -> LeadPage:
         query = self._filtered(select(leads), filters)
         total = None

@@ -246,6 +246,251 @@ class Outbox(Base):
     __table_args__ = (Index("ix_outbox_pending", "processed_at", "id"),)
 
 
+# --- nurture ---
+class ConsentRow(Base):
+    """The consent ledger: one row per grant, request or withdrawal, never updated."""
+
+    __tablename__ = "consents"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(8))
+    status: Mapped[str] = mapped_column(String(12))
+    source: Mapped[str] = mapped_column(String(64))
+    proof: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    at: Mapped[datetime] = mapped_column(Time)
+
+    __table_args__ = (Index("ix_consents_lead_channel", "lead_id", "channel", "id"),)
+
+
+class Suppression(Base):
+    """Addresses never to message again on a channel; kept when the lead is erased."""
+
+    __tablename__ = "suppressions"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(8))
+    address: Mapped[str] = mapped_column(String(320))
+    reason: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[str] = mapped_column(Text, default="")
+    lead_id: Mapped[int | None] = mapped_column(ForeignKey("leads.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(Time)
+
+    __table_args__ = (UniqueConstraint("channel", "address", name="uq_suppressions_address"),)
+
+
+class Delivery(Base):
+    """The per-recipient delivery ledger: one row per message, unique on its key."""
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), index=True)
+    channel: Mapped[str] = mapped_column(String(8))
+    address: Mapped[str | None] = mapped_column(String(320))
+    journey: Mapped[str | None] = mapped_column(String(200))
+    run_id: Mapped[int | None] = mapped_column(Id)
+    step: Mapped[str | None] = mapped_column(String(100))
+    template: Mapped[str | None] = mapped_column(String(200))
+    variant: Mapped[str | None] = mapped_column(String(50))
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    provider_id: Mapped[str | None] = mapped_column(String(200), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    parts: Mapped[int] = mapped_column(Integer, default=1)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(Time)
+    content: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    created_at: Mapped[datetime] = mapped_column(Time)
+    updated_at: Mapped[datetime] = mapped_column(Time)
+    sent_at: Mapped[datetime | None] = mapped_column(Time)
+    delivered_at: Mapped[datetime | None] = mapped_column(Time)
+    opened_at: Mapped[datetime | None] = mapped_column(Time)
+    clicked_at: Mapped[datetime | None] = mapped_column(Time)
+    replied_at: Mapped[datetime | None] = mapped_column(Time)
+
+    __table_args__ = (
+        Index("ix_deliveries_due", "status", "next_attempt_at"),
+        Index("ix_deliveries_journey_step", "journey", "step"),
+    )
+
+
+class JourneyRow(Base):
+    """A journey definition; ``version`` is the hash of its spec."""
+
+    __tablename__ = "journeys"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    version: Mapped[str] = mapped_column(String(32))
+    spec: Mapped[dict[str, Any]] = mapped_column(Json)
+    enabled: Mapped[bool] = mapped_column(default=True)
+    origin: Mapped[str] = mapped_column(String(16), default="api")
+    created_at: Mapped[datetime] = mapped_column(Time)
+    updated_at: Mapped[datetime] = mapped_column(Time)
+
+
+class JourneyRun(Base):
+    """One lead's way through one journey: where it is and when its next step is due."""
+
+    __tablename__ = "journey_runs"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    journey: Mapped[str] = mapped_column(String(200))
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), index=True)
+    entry: Mapped[int] = mapped_column(Integer, default=1)
+    status: Mapped[str] = mapped_column(String(16))
+    step: Mapped[str | None] = mapped_column(String(100))
+    due_at: Mapped[datetime | None] = mapped_column(Time)
+    state: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    version: Mapped[str] = mapped_column(String(32))
+    entered_at: Mapped[datetime] = mapped_column(Time)
+    updated_at: Mapped[datetime] = mapped_column(Time)
+    finished_at: Mapped[datetime | None] = mapped_column(Time)
+    exit_reason: Mapped[str] = mapped_column(String(200), default="")
+
+    __table_args__ = (
+        UniqueConstraint("journey", "lead_id", "entry", name="uq_journey_runs_entry"),
+        Index("ix_journey_runs_due", "status", "due_at"),
+    )
+
+
+class JourneyLog(Base):
+    """What each step did for a run, in order: the run's history, for people and reports."""
+
+    __tablename__ = "journey_log"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey("journey_runs.id", ondelete="CASCADE"), index=True
+    )
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), index=True)
+    journey: Mapped[str] = mapped_column(String(200))
+    step: Mapped[str] = mapped_column(String(100))
+    outcome: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime] = mapped_column(Time)
+
+
+class Coupon(Base):
+    """A unique offer code issued to one lead, with its expiry and redemption."""
+
+    __tablename__ = "coupons"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    offer: Mapped[str] = mapped_column(String(200))
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(Time)
+    expires_at: Mapped[datetime | None] = mapped_column(Time)
+    redeemed_at: Mapped[datetime | None] = mapped_column(Time)
+
+    __table_args__ = (UniqueConstraint("offer", "lead_id", name="uq_coupons_offer_lead"),)
+
+
+# --- segments ---
+
+
+class SegmentRow(Base):
+    """A named segment: its filter tree as plain data (domain/segments.py)."""
+
+    __tablename__ = "segments"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    tree: Mapped[dict[str, Any]] = mapped_column(Json)
+    origin: Mapped[str] = mapped_column(String(16), default="user")  # user | config
+    created_at: Mapped[datetime] = mapped_column(Time)
+    updated_at: Mapped[datetime] = mapped_column(Time)
+
+
+# Behaviour conditions count a lead's events of one name in a time window, for all leads at
+# once: this index answers them from the index alone.
+Index("ix_events_name_timestamp_lead", Event.name, Event.timestamp, Event.lead_id)
+
+
+class SegmentMember(Base):
+    """Who is in each segment now, and since when."""
+
+    __tablename__ = "segment_members"
+
+    segment: Mapped[str] = mapped_column(
+        ForeignKey("segments.name", ondelete="CASCADE"), primary_key=True
+    )
+    lead_id: Mapped[int] = mapped_column(
+        ForeignKey("leads.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    entered_at: Mapped[datetime] = mapped_column(Time)
+
+
+# --- predictive ---
+class PredictiveModelRow(Base):
+    """Trained conversion models, under their content hash; at most one active."""
+
+    __tablename__ = "predictive_models"
+
+    version: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    outcome: Mapped[str] = mapped_column(String(200))
+    metrics: Mapped[dict[str, Any]] = mapped_column(Json)
+    features: Mapped[list[Any]] = mapped_column(Json)
+    model: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(Time)
+    active: Mapped[bool] = mapped_column(default=False)
+
+
+# --- handoff ---
+class WebhookDelivery(Base):
+    """One event to one endpoint: sent until the receiver answers 2xx, or dead."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    endpoint: Mapped[str] = mapped_column(String(100))
+    event_id: Mapped[str] = mapped_column(String(64))  # the webhook-id, the same on every try
+    event_type: Mapped[str] = mapped_column(String(100))
+    lead_id: Mapped[int | None] = mapped_column(ForeignKey("leads.id", ondelete="SET NULL"))
+    payload: Mapped[dict[str, Any]] = mapped_column(Json)
+    status: Mapped[str] = mapped_column(String(16))  # pending | delivered | dead
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(Time)
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(Time)
+    delivered_at: Mapped[datetime | None] = mapped_column(Time)
+
+    __table_args__ = (
+        UniqueConstraint("endpoint", "event_id", name="uq_webhook_deliveries_event"),
+        Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+    )
+
+
+class SalesRep(Base):
+    """A sales rep leads can be assigned to (from the config's ``sales.reps``)."""
+
+    __tablename__ = "sales_reps"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    email: Mapped[str | None] = mapped_column(String(320))
+    territories: Mapped[list[Any]] = mapped_column(Json, default=list)
+    active: Mapped[bool] = mapped_column(default=True)
+    capacity: Mapped[int | None] = mapped_column(Integer)
+
+
+class LeadAssignment(Base):
+    """Which rep owns a lead, by which rule, since when."""
+
+    __tablename__ = "lead_assignments"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), unique=True)
+    rep_id: Mapped[int] = mapped_column(ForeignKey("sales_reps.id", ondelete="CASCADE"))
+    rule: Mapped[str] = mapped_column(String(32))  # territory | round_robin | manual
+    assigned_at: Mapped[datetime] = mapped_column(Time)
+
+    __table_args__ = (Index("ix_lead_assignments_rep", "rep_id", "assigned_at"),)
+
+
 # The Core tables, for the repositories' bulk statements.
 sources = cast_table(Source)
 accounts = cast_table(Account)
@@ -258,3 +503,16 @@ scoring_models = cast_table(ScoringModelRow)
 score_ledger = cast_table(ScoreLedger)
 stage_changes = cast_table(StageChangeRow)
 outbox = cast_table(Outbox)
+consents = cast_table(ConsentRow)
+suppressions = cast_table(Suppression)
+deliveries = cast_table(Delivery)
+journeys = cast_table(JourneyRow)
+journey_runs = cast_table(JourneyRun)
+journey_log = cast_table(JourneyLog)
+coupons = cast_table(Coupon)
+segments = cast_table(SegmentRow)
+segment_members = cast_table(SegmentMember)
+predictive_models = cast_table(PredictiveModelRow)
+webhook_deliveries = cast_table(WebhookDelivery)
+sales_reps = cast_table(SalesRep)
+lead_assignments = cast_table(LeadAssignment)

@@ -1,0 +1,498 @@
+"""Journeys, their runs and logs, coupons, and the facts a run's decisions read, in bulk."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    and_,
+    bindparam,
+    case,
+    func,
+    insert,
+    select,
+    text,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from leadflow.adapters.db.tables import (
+    coupons,
+    deliveries,
+    journey_log,
+    journey_runs,
+    journeys,
+    leads,
+    outbox,
+    segment_members,
+    segments,
+)
+from leadflow.ports import OutboxRow
+
+_CHUNK = 500
+_RUN_MOVES = ("status", "step", "due_at", "state", "finished_at", "exit_reason", "updated_at")
+_UPDATE_RUNS_PG = text(
+    """
+    UPDATE journey_runs AS r SET
+        status = v.status, step = v.step, due_at = v.due_at, state = v.state,
+        finished_at = v.finished_at, exit_reason = v.exit_reason, updated_at = v.updated_at
+    FROM json_to_recordset(CAST(:rows AS json)) AS v(
+        id bigint, status text, step text, due_at timestamptz, state jsonb,
+        finished_at timestamptz, exit_reason text, updated_at timestamptz
+    )
+    WHERE r.id = v.id
+    """
+)
+
+_START_RUNS_PG = text(
+    """
+    INSERT INTO journey_runs (journey, lead_id, entry, status, step, due_at, state, version,
+        entered_at, updated_at, finished_at, exit_reason)
+    SELECT journey, lead_id, entry, status, step, due_at, state, version, entered_at,
+        updated_at, finished_at, exit_reason
+    FROM json_to_recordset(CAST(:rows AS json)) AS v(
+        journey text, lead_id bigint, entry int, status text, step text, due_at timestamptz,
+        state jsonb, version text, entered_at timestamptz, updated_at timestamptz,
+        finished_at timestamptz, exit_reason text
+    )
+    ON CONFLICT (journey, lead_id, entry) DO NOTHING
+    """
+)
+_LOG_PG = text(
+    """
+    INSERT INTO journey_log (run_id, lead_id, journey, step, outcome, detail, at)
+    SELECT run_id, lead_id, journey, step, outcome, detail, at
+    FROM json_to_recordset(CAST(:rows AS json)) AS v(
+        run_id bigint, lead_id bigint, journey text, step text, outcome text, detail text,
+        at timestamptz
+    )
+    """
+)
+
+
+def _iso(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+@dataclass(slots=True)
+class RunRow:
+    id: int
+    journey: str
+    lead_id: int
+    entry: int
+    status: str
+    step: str | None
+    due_at: datetime | None
+    state: dict[str, Any]
+    version: str
+    entered_at: datetime
+    finished_at: datetime | None
+    exit_reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "journey": self.journey,
+            "lead_id": self.lead_id,
+            "entry": self.entry,
+            "status": self.status,
+            "step": self.step,
+            "due_at": self.due_at.isoformat() if self.due_at else None,
+            "entered_at": self.entered_at.isoformat(),
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "exit_reason": self.exit_reason,
+            "state": self.state,
+        }
+
+
+@dataclass(slots=True)
+class LeadBrief:
+    id: int
+    stage: str
+    traits: dict[str, Any]
+    email: str | None = None
+    phone: str | None = None
+    merged_into: int | None = None
+
+
+def _run(row: Any) -> RunRow:
+    return RunRow(
+        id=row.id,
+        journey=row.journey,
+        lead_id=row.lead_id,
+        entry=row.entry,
+        status=row.status,
+        step=row.step,
+        due_at=row.due_at,
+        state=dict(row.state or {}),
+        version=row.version,
+        entered_at=row.entered_at,
+        finished_at=row.finished_at,
+        exit_reason=row.exit_reason,
+    )
+
+
+class SqlJourneyRepository:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.pg = conn.dialect.name == "postgresql"
+
+    # definitions -------------------------------------------------------------------------
+    def save(
+        self, name: str, version: str, spec: dict[str, Any], origin: str, at: datetime
+    ) -> bool:
+        """Create or replace a definition; False when it was already this version."""
+        row = self.conn.execute(select(journeys.c.version).where(journeys.c.name == name)).first()
+        values = {"version": version, "spec": spec, "origin": origin, "updated_at": at}
+        if row is None:
+            self.conn.execute(
+                insert(journeys).values(name=name, enabled=True, created_at=at, **values)
+            )
+            return True
+        if row.version == version:
+            return False
+        self.conn.execute(update(journeys).where(journeys.c.name == name).values(**values))
+        return True
+
+    def set_enabled(self, name: str, enabled: bool, at: datetime) -> bool:
+        result = self.conn.execute(
+            update(journeys).where(journeys.c.name == name).values(enabled=enabled, updated_at=at)
+        )
+        return bool(result.rowcount)
+
+    def delete(self, name: str) -> bool:
+        return bool(self.conn.execute(journeys.delete().where(journeys.c.name == name)).rowcount)
+
+    def definitions(self) -> list[tuple[str, dict[str, Any], bool, str, str]]:
+        """(name, spec, enabled, origin, version) of every journey."""
+        j = journeys.c
+        rows = self.conn.execute(
+            select(j.name, j.spec, j.enabled, j.origin, j.version).order_by(j.name)
+        )
+        return [(r.name, dict(r.spec), bool(r.enabled), r.origin, r.version) for r in rows]
+
+    def segment_names(self) -> list[str]:
+        return list(self.conn.scalars(select(segments.c.name).order_by(segments.c.name)))
+
+    # runs --------------------------------------------------------------------------------
+    def run_history(
+        self, journey: str, lead_ids: Iterable[int]
+    ) -> dict[int, tuple[bool, datetime | None, int]]:
+        """Per lead: (an active run exists, when the last run finished, highest entry)."""
+        ids = sorted(set(lead_ids))
+        found: dict[int, tuple[bool, datetime | None, int]] = {}
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
+            query = (
+                select(
+                    journey_runs.c.lead_id,
+                    func.sum(case((journey_runs.c.status == "active", 1), else_=0)),
+                    func.max(journey_runs.c.finished_at),
+                    func.max(journey_runs.c.entry),
+                )
+                .where(journey_runs.c.journey == journey, journey_runs.c.lead_id.in_(chunk))
+                .group_by(journey_runs.c.lead_id)
+            )
+            for lead, active, finished, entry in self.conn.execute(query):
+                found[lead] = (bool(active), finished, int(entry or 0))
+        return found
+
+    def start_runs(self, rows: Sequence[dict[str, Any]]) -> int:
+        """Insert new runs; a run that already exists (same journey, lead, entry) is skipped."""
+        if not rows:
+            return 0
+        if self.pg:
+            payload = json.dumps(list(rows), default=_iso)
+            return max(self.conn.execute(_START_RUNS_PG, {"rows": payload}).rowcount, 0)
+        result = self.conn.execute(sqlite_insert(journey_runs).on_conflict_do_nothing(), list(rows))
+        return max(result.rowcount, 0)
+
+    def due_runs(self, now: datetime, limit: int) -> list[RunRow]:
+        query = (
+            select(journey_runs)
+            .where(journey_runs.c.status == "active", journey_runs.c.due_at <= now)
+            .order_by(journey_runs.c.due_at, journey_runs.c.id)
+            .limit(limit)
+        )
+        if self.pg:
+            query = query.with_for_update(skip_locked=True)
+        return [_run(row) for row in self.conn.execute(query)]
+
+    def runs(
+        self,
+        journey: str | None = None,
+        lead_id: int | None = None,
+        status: str | None = None,
+        limit: int = 100,
+    ) -> list[RunRow]:
+        query = select(journey_runs).order_by(journey_runs.c.id.desc()).limit(limit)
+        if journey is not None:
+            query = query.where(journey_runs.c.journey == journey)
+        if lead_id is not None:
+            query = query.where(journey_runs.c.lead_id == lead_id)
+        if status is not None:
+            query = query.where(journey_runs.c.status == status)
+        return [_run(row) for row in self.conn.execute(query)]
+
+    def active_runs_of(self, lead_ids: Iterable[int]) -> list[RunRow]:
+        ids = sorted(set(lead_ids))
+        if not ids:
+            return []
+        query = select(journey_runs).where(
+            journey_runs.c.status == "active", journey_runs.c.lead_id.in_(ids)
+        )
+        if self.pg:
+            query = query.with_for_update(skip_locked=True)
+        return [_run(row) for row in self.conn.execute(query)]
+
+    def update_runs(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Bulk update of runs: each dict has ``run_id`` and every column of ``_RUN_MOVES``."""
+        if not rows:
+            return
+        if self.pg:
+            payload = json.dumps([{**r, "id": r["run_id"]} for r in rows], default=_iso)
+            self.conn.execute(_UPDATE_RUNS_PG, {"rows": payload})
+            return
+        values: dict[str, Any] = {key: bindparam(f"v_{key}") for key in _RUN_MOVES}
+        statement = update(journey_runs).where(journey_runs.c.id == bindparam("v_run_id"))
+        self.conn.execute(
+            statement.values(values), [{f"v_{k}": v for k, v in row.items()} for row in rows]
+        )
+
+    def resume(self, run_ids: Iterable[int], at: datetime) -> None:
+        """Make runs that waited for a hand-off due now."""
+        ids = sorted(set(run_ids))
+        if ids:
+            self.conn.execute(
+                update(journey_runs)
+                .where(journey_runs.c.id.in_(ids), journey_runs.c.status == "active")
+                .values(due_at=at, updated_at=at)
+            )
+
+    def log(self, rows: Sequence[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        if self.pg:
+            self.conn.execute(_LOG_PG, {"rows": json.dumps(list(rows), default=_iso)})
+        else:
+            self.conn.execute(insert(journey_log), list(rows))
+
+    def logs_of(self, run_id: int) -> list[dict[str, Any]]:
+        query = select(journey_log).where(journey_log.c.run_id == run_id).order_by(journey_log.c.id)
+        return [
+            {"step": r.step, "outcome": r.outcome, "detail": r.detail, "at": r.at.isoformat()}
+            for r in self.conn.execute(query)
+        ]
+
+    # facts for decisions -----------------------------------------------------------------
+    def leads(self, lead_ids: Iterable[int]) -> dict[int, LeadBrief]:
+        ids = sorted(set(lead_ids))
+        found: dict[int, LeadBrief] = {}
+        for start in range(0, len(ids), _CHUNK):
+            query = select(
+                leads.c.id,
+                leads.c.stage,
+                leads.c.traits,
+                leads.c.email,
+                leads.c.phone,
+                leads.c.merged_into,
+            ).where(leads.c.id.in_(ids[start : start + _CHUNK]))
+            for row in self.conn.execute(query):
+                found[row.id] = LeadBrief(
+                    row.id, row.stage, dict(row.traits or {}), row.email, row.phone, row.merged_into
+                )
+        return found
+
+    def memberships(self, lead_ids: Iterable[int]) -> dict[int, set[str]]:
+        ids = sorted(set(lead_ids))
+        found: dict[int, set[str]] = {}
+        for start in range(0, len(ids), _CHUNK):
+            query = select(segment_members.c.lead_id, segment_members.c.segment).where(
+                segment_members.c.lead_id.in_(ids[start : start + _CHUNK])
+            )
+            for lead, segment in self.conn.execute(query):
+                found.setdefault(lead, set()).add(segment)
+        return found
+
+    def engagement(self, run_ids: Iterable[int]) -> dict[int, dict[str, set[str]]]:
+        """Per run, per step: which of opened/clicked/replied its deliveries saw."""
+        ids = sorted(set(run_ids))
+        found: dict[int, dict[str, set[str]]] = {}
+        for start in range(0, len(ids), _CHUNK):
+            query = select(
+                deliveries.c.run_id,
+                deliveries.c.step,
+                deliveries.c.opened_at,
+                deliveries.c.clicked_at,
+                deliveries.c.replied_at,
+            ).where(deliveries.c.run_id.in_(ids[start : start + _CHUNK]))
+            for run_id, step, opened, clicked, replied in self.conn.execute(query):
+                seen = found.setdefault(run_id, {}).setdefault(step, set())
+                for name, when in (("opened", opened), ("clicked", clicked), ("replied", replied)):
+                    if when is not None:
+                        seen.add(name)
+                if clicked is not None:  # a click implies the message was opened
+                    seen.add("opened")
+        return found
+
+    def set_traits(self, changes: Mapping[int, dict[str, Any]], at: datetime) -> None:
+        """Merge each lead's new traits into its traits, in one statement per batch."""
+        if not changes:
+            return
+        if self.pg:
+            statement = text(
+                "UPDATE leads SET traits = traits || CAST(:patch AS jsonb), updated_at = :at "
+                "WHERE id = :id"
+            )
+        else:
+            statement = text(
+                "UPDATE leads SET traits = json_patch(traits, :patch), updated_at = :at "
+                "WHERE id = :id"
+            )
+        stamp = at if self.pg else at.astimezone(UTC).replace(tzinfo=None)
+        rows = [
+            {"id": lead, "patch": json.dumps(traits, default=str), "at": stamp}
+            for lead, traits in sorted(changes.items())
+        ]
+        self.conn.execute(statement, rows)
+
+    def add_outbox(self, rows: Sequence[OutboxRow]) -> None:
+        if rows:
+            self.conn.execute(
+                insert(outbox),
+                [
+                    {
+                        "topic": r.topic,
+                        "lead_id": r.lead_id,
+                        "payload": r.payload,
+                        "created_at": r.created_at,
+                    }
+                    for r in rows
+                ],
+            )
+
+    # coupons -----------------------------------------------------------------------------
+    def coupon_of(self, offer: str, lead_id: int) -> dict[str, Any] | None:
+        row = self.conn.execute(
+            select(coupons).where(and_(coupons.c.offer == offer, coupons.c.lead_id == lead_id))
+        ).first()
+        return _coupon(row) if row is not None else None
+
+    def issue_coupons(
+        self, wanted: Sequence[tuple[str, int, str, datetime | None]], at: datetime
+    ) -> dict[tuple[str, int], dict[str, Any]]:
+        """Each (offer, lead)'s coupon, issued now with the given code unless the lead has
+        one for the offer already; keyed by (offer, lead id)."""
+        if not wanted:
+            return {}
+        maker = pg_insert if self.pg else sqlite_insert
+        rows = [
+            {"offer": o, "lead_id": lead, "code": code, "expires_at": exp, "created_at": at}
+            for o, lead, code, exp in wanted
+        ]
+        self.conn.execute(
+            maker(coupons).on_conflict_do_nothing(index_elements=["offer", "lead_id"]), rows
+        )
+        pairs = sorted({(o, lead) for o, lead, _c, _e in wanted})
+        found: dict[tuple[str, int], dict[str, Any]] = {}
+        for start in range(0, len(pairs), _CHUNK):
+            chunk = pairs[start : start + _CHUNK]
+            query = select(coupons).where(tuple_(coupons.c.offer, coupons.c.lead_id).in_(chunk))
+            for row in self.conn.execute(query):
+                found[(row.offer, row.lead_id)] = _coupon(row)
+        return found
+
+    def coupon_by_code(self, code: str, lock: bool = False) -> dict[str, Any] | None:
+        query = select(coupons).where(coupons.c.code == code)
+        if lock and self.pg:
+            query = query.with_for_update()
+        row = self.conn.execute(query).first()
+        return _coupon(row) if row is not None else None
+
+    def redeem(self, coupon_id: int, at: datetime) -> bool:
+        result = self.conn.execute(
+            update(coupons)
+            .where(coupons.c.id == coupon_id, coupons.c.redeemed_at.is_(None))
+            .values(redeemed_at=at)
+        )
+        return bool(result.rowcount)
+
+    def coupons_of(self, lead_id: int) -> list[dict[str, Any]]:
+        query = select(coupons).where(coupons.c.lead_id == lead_id).order_by(coupons.c.id)
+        return [_coupon(row) for row in self.conn.execute(query)]
+
+    # reports -----------------------------------------------------------------------------
+    def step_report(self, journey: str) -> list[dict[str, Any]]:
+        """Per step and variant: deliveries by status and engagement counts."""
+        d = deliveries.c
+        query = (
+            select(
+                d.step,
+                d.variant,
+                func.count().label("total"),
+                func.count().filter(d.status.in_(("sent", "delivered"))).label("sent"),
+                func.count().filter(d.status == "delivered").label("delivered"),
+                func.count().filter(d.status == "skipped").label("skipped"),
+                func.count().filter(d.status == "failed").label("failed"),
+                func.count().filter(d.status == "bounced").label("bounced"),
+                func.count(d.opened_at).label("opened"),
+                func.count(d.clicked_at).label("clicked"),
+                func.count(d.replied_at).label("replied"),
+            )
+            .where(d.journey == journey)
+            .group_by(d.step, d.variant)
+            .order_by(d.step, d.variant)
+        )
+        return [dict(row._mapping) for row in self.conn.execute(query)]
+
+    def run_counts(self, journey: str) -> dict[str, int]:
+        query = (
+            select(journey_runs.c.status, func.count())
+            .where(journey_runs.c.journey == journey)
+            .group_by(journey_runs.c.status)
+        )
+        return {status: int(count) for status, count in self.conn.execute(query)}
+
+    def exit_reasons(self, journey: str) -> dict[str, int]:
+        query = (
+            select(journey_runs.c.exit_reason, func.count())
+            .where(journey_runs.c.journey == journey, journey_runs.c.status == "done")
+            .group_by(journey_runs.c.exit_reason)
+        )
+        return {reason: int(count) for reason, count in self.conn.execute(query)}
+
+    def sent_since(self, lead_ids: Iterable[int], since: datetime) -> dict[int, list[datetime]]:
+        """Send times of messages handed off to each lead since ``since`` (frequency caps)."""
+        ids = sorted(set(lead_ids))
+        found: dict[int, list[datetime]] = {}
+        if not ids:
+            return found
+        query = select(deliveries.c.lead_id, deliveries.c.sent_at).where(
+            deliveries.c.lead_id.in_(ids),
+            deliveries.c.sent_at >= since,
+            deliveries.c.status.in_(("sent", "delivered", "bounced")),
+        )
+        for lead, sent_at in self.conn.execute(query):
+            found.setdefault(lead, []).append(sent_at)
+        return found
+
+
+def _coupon(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "offer": row.offer,
+        "code": row.code,
+        "lead_id": row.lead_id,
+        "created_at": row.created_at.isoformat(),
+        "expires_at": row.expires_at.isoformat() if row.expires_at else None,
+        "redeemed_at": row.redeemed_at.isoformat() if row.redeemed_at else None,
+    }

@@ -1,0 +1,195 @@
+"""Journeys and nurture rules from leadflow.yaml, journey summaries and reports, coupons.
+
+Errors in the config name the file, the line and the path of the bad node.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import yaml
+from pydantic import ValidationError as PydanticValidationError
+
+from leadflow.domain.campaigns import Journey, JourneyError, parse_journey
+from leadflow.domain.errors import ConfigError, Conflict, NotFound, ValidationError
+from leadflow.services.deliveries import NurtureRules
+
+_PATH_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def _line_of(config_file: Path | None, path: Sequence[str | int]) -> int | None:
+    """The line of the YAML node at ``path`` (the deepest one found)."""
+    if config_file is None or not config_file.is_file():
+        return None
+    try:
+        node: Any = yaml.compose(config_file.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    except (OSError, yaml.YAMLError):
+        return None
+    line = None
+    for part in path:
+        if isinstance(node, yaml.MappingNode):
+            found = next((v for k, v in node.value if k.value == str(part)), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            found = node.value[part] if part < len(node.value) else None
+        else:
+            found = None
+        if found is None:
+            break
+        node, line = found, found.start_mark.line + 1
+    return line
+
+
+def _parts(path: str) -> list[str | int]:
+    return [int(m.group(2)) if m.group(2) else m.group(1) for m in _PATH_PART.finditer(path)]
+
+
+def _placed(message: str, config_file: Path | None) -> str:
+    path = message.split(":", 1)[0]
+    line = _line_of(config_file, _parts(path))
+    where = f"{config_file}:{line}" if line else str(config_file or "leadflow.yaml")
+    return f"{where}: {message}"
+
+
+def journeys_from(declared: object, config_file: Path | None = None) -> list[Journey]:
+    """The journeys of the ``journeys:`` setting; ConfigError naming file, line and path."""
+    if declared is None:
+        return []
+    if not isinstance(declared, Mapping):
+        raise ConfigError(_placed("journeys: must be a mapping of names to journeys", config_file))
+    try:
+        return [parse_journey(str(name), spec) for name, spec in declared.items()]
+    except JourneyError as exc:
+        raise ConfigError(_placed(exc.message, config_file)) from None
+
+
+def rules_from(declared: object, config_file: Path | None = None) -> NurtureRules:
+    if declared is None:
+        return NurtureRules()
+    try:
+        return NurtureRules.model_validate(declared)
+    except PydanticValidationError as exc:
+        error = exc.errors()[0]
+        path = "nurture." + ".".join(str(p) for p in error["loc"])
+        raise ConfigError(_placed(f"{path}: {error['msg']}", config_file)) from None
+    except ValidationError as exc:
+        raise ConfigError(_placed(f"nurture: {exc.message}", config_file)) from None
+
+
+# ------------------------------------------------------------------------------------------
+def summary(
+    name: str,
+    spec: Mapping[str, Any],
+    enabled: bool,
+    origin: str,
+    version: str,
+    runs: Mapping[str, int],
+) -> dict[str, Any]:
+    steps = spec.get("steps") or []
+    return {
+        "name": name,
+        "enabled": enabled,
+        "origin": origin,
+        "version": version,
+        "trigger": spec.get("trigger"),
+        "steps": len(steps) if isinstance(steps, list) else 0,
+        "goals": spec.get("goals") or [],
+        "runs": dict(runs),
+        "spec": dict(spec),
+    }
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+def two_proportion_p(hits_a: int, n_a: int, hits_b: int, n_b: int) -> float | None:
+    """Two-sided p-value of a two-proportion z-test (pooled); None when undefined."""
+    if min(n_a, n_b) == 0:
+        return None
+    pooled = (hits_a + hits_b) / (n_a + n_b)
+    spread = math.sqrt(pooled * (1 - pooled) * (1 / n_a + 1 / n_b))
+    if spread == 0:
+        return None
+    z = (hits_a / n_a - hits_b / n_b) / spread
+    return round(math.erfc(abs(z) / math.sqrt(2)), 6)
+
+
+def report(
+    name: str,
+    runs: Mapping[str, int],
+    exits: Mapping[str, int],
+    steps: Sequence[Mapping[str, Any]],
+) -> dict[str, Any]:
+    rows = []
+    for row in steps:
+        sent = int(row["sent"]) + int(row["bounced"])
+        rows.append(
+            {
+                **{k: row[k] for k in row},
+                "open_rate": _rate(int(row["opened"]), sent),
+                "click_rate": _rate(int(row["clicked"]), sent),
+                "reply_rate": _rate(int(row["replied"]), sent),
+            }
+        )
+    return {
+        "journey": name,
+        "runs": dict(runs),
+        "exits": dict(exits),
+        "steps": rows,
+        "ab_tests": _ab_tests(rows),
+    }
+
+
+def _ab_tests(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    tests = []
+    by_step: dict[str, list[Mapping[str, Any]]] = {}
+    for row in rows:
+        if row.get("variant"):
+            by_step.setdefault(str(row["step"]), []).append(row)
+    for step, variants in sorted(by_step.items()):
+        if len(variants) < 2:
+            continue
+        for metric in ("opened", "clicked", "replied"):
+            ranked = sorted(
+                variants, key=lambda r: int(r[metric]) / max(1, int(r["sent"])), reverse=True
+            )
+            best, runner = ranked[0], ranked[1]
+            p_value = two_proportion_p(
+                int(best[metric]), int(best["sent"]), int(runner[metric]), int(runner["sent"])
+            )
+            tests.append(
+                {
+                    "step": step,
+                    "metric": metric,
+                    "leader": best["variant"],
+                    "runner_up": runner["variant"],
+                    "p_value": p_value,
+                    "significant": p_value is not None and p_value < 0.05,
+                }
+            )
+    return tests
+
+
+# ------------------------------------------------------------------------------------------
+class CouponStore(Protocol):
+    def coupon_by_code(self, code: str, lock: bool = False) -> dict[str, Any] | None: ...
+    def redeem(self, coupon_id: int, at: datetime) -> bool: ...
+
+
+def redeem(repo: CouponStore, code: str, now: datetime) -> dict[str, Any]:
+    coupon = repo.coupon_by_code(code, lock=True)
+    if coupon is None:
+        raise NotFound(f"code: no offer code {code!r}")
+    if coupon["redeemed_at"] is not None:
+        raise Conflict(f"code: {code} was already redeemed at {coupon['redeemed_at']}")
+    expires = coupon["expires_at"]
+    if expires is not None and datetime.fromisoformat(expires) <= now:
+        raise Conflict(f"code: {code} expired at {expires}")
+    if not repo.redeem(int(coupon["id"]), now):
+        raise Conflict(f"code: {code} was already redeemed")
+    return {**coupon, "redeemed_at": now.isoformat()}

@@ -31,13 +31,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, select, text
+from sqlalchemy import bindparam, insert, select, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import database
 from leadflow import Leadflow, Settings
-from leadflow.adapters.db.tables import journey_runs, leads
+from leadflow.adapters.db.tables import Time, journey_runs, leads
 from leadflow.jobs.nurture import Messaging, run_steps, send_due
 from leadflow.ports import DeliveryRecord, EmailMessage, LeadView, SendReceipt, SmsMessage
 
@@ -133,7 +133,7 @@ def _reference(app: Leadflow) -> float:
     query = text(
         "SELECT r.id, r.step, r.state, l.stage, l.traits FROM journey_runs r "
         "JOIN leads l ON l.id = r.lead_id WHERE r.status = 'active' AND r.due_at <= :now"
-    )
+    ).bindparams(bindparam("now", type_=Time))  # stored as each backend stores times
     best = float("inf")
     for _ in range(3):
         started = time.perf_counter()

@@ -84,6 +84,7 @@ from leadflow.ports import (
 from leadflow.services import assignment as assignment_service
 from leadflow.services import backtest as backtest_service
 from leadflow.services import bounces as bounce_service
+from leadflow.services import consent as consent_service
 from leadflow.services import email_tracking, journey_config, predict_live
 from leadflow.services import explain as explain_service
 from leadflow.services import handoff as handoff_service
@@ -145,6 +146,7 @@ class Leadflow:
             settings.journeys, settings.config_file
         )
         self._book: tuple[float, JourneyBook] | None = None
+        self.date_scan_at = float("-inf")  # when date-triggered journeys were last looked at
         self._email_settings = email_settings(settings.email, settings.config_file)  # email ---
         self._tokens: Tokens | None = None
         self.templates = Templates(settings.home / "templates")
@@ -262,6 +264,7 @@ class Leadflow:
                         self.settings.default_phone_region,
                         on_change=self.segment_tracker(conn).leads_changed,
                         event_triggers=self.journey_book().event_names,
+                        score_triggers=self.journey_book().score_thresholds,
                     )
                     return ingestor.ingest(source_id, events, at)
             except (IntegrityError, OperationalError) as exc:
@@ -407,6 +410,23 @@ class Leadflow:
         events, _dropped = activity_events(moved, keys, now)
         return self.ingest_normalized(source.id, events, now)
 
+    def record_activity_in(
+        self, conn: Connection, activities: Sequence[Activity], at: datetime
+    ) -> IngestResult:
+        """:meth:`record_activity` inside the caller's transaction (an outbox consumer's)."""
+        source = self._write_keys.get(ACTIVITY_SOURCE) or source_service.ensure_source(
+            SqlSourceRepository(conn), ACTIVITY_SOURCE, at
+        )
+        leads_repo = SqlLeadRepository(conn)
+        live = {a.lead_id: leads_repo.survivor_of(a.lead_id) for a in activities}
+        repo = SqlIngestRepository(conn)
+        keys = repo.lead_keys({v for v in live.values() if v})
+        moved = [replace(a, lead_id=live[a.lead_id] or a.lead_id) for a in activities]
+        events, _dropped = activity_events(moved, keys, at)
+        ingestor = Ingestor(repo, self.qualifier, self.settings.default_phone_region,
+                            on_change=self.segment_tracker(conn).leads_changed)  # fmt: skip
+        return ingestor.ingest(source.id, events, at)
+
     def _activity_source(self) -> SourceRecord:
         found = self._write_keys.get(ACTIVITY_SOURCE)
         if found is None:
@@ -502,7 +522,6 @@ class Leadflow:
         """The messages sent (or skipped, with the reason) to a lead, newest first."""
         with self.engine.connect() as conn:
             return SqlDeliveryRepository(conn).of_lead(self._live(conn, lead_id), limit)
-
 
     # segments --------------------------------------------------------------------------
     def segment_tracker(self, conn: Connection) -> segment_service.SegmentTracker:
@@ -661,7 +680,6 @@ class Leadflow:
             return {"lead_id": live, "p_convert": None, "factors": [],
                     "reason": "no feature state yet (leadflow model refresh)"}  # fmt: skip
         return {"lead_id": live, **found}
-
 
     # journeys --------------------------------------------------------------------------
     def journey_book(self) -> JourneyBook:
@@ -897,6 +915,34 @@ class Leadflow:
             )
         self.record_activity(found)
         return url
+
+    def request_email_opt_in(
+        self, lead_id: int, source: str, proof: dict[str, Any] | None = None
+    ) -> DeliveryRecord:
+        """Double opt-in: record a pending email consent and queue the confirmation email
+        (the template ``nurture.double_opt_in_template``, checked first)."""
+        template = self.nurture_rules.double_opt_in_template
+        self.templates.check(template, "email")
+        with self.transaction() as conn:
+            live = self._live(conn, lead_id)
+            address = SqlLeadRepository(conn).get(live)
+            return consent_service.request_opt_in(
+                SqlConsentRepository(conn), SqlDeliveryRepository(conn), live,
+                address.email if address else None, template, source, proof or {},
+                self.clock.now(),
+            )  # fmt: skip
+
+    def opt_in_target(self, token: str) -> DeliveryRecord:
+        with self.engine.connect() as conn:
+            return consent_service.opt_in_target(SqlDeliveryRepository(conn), self.tokens, token)
+
+    def confirm_email_opt_in(self, token: str, ip: str | None) -> consent_service.Confirmed:
+        """The click on a confirmation link: email consent granted, with the click as proof."""
+        with self.transaction() as conn:
+            return consent_service.confirm_opt_in(
+                SqlConsentRepository(conn), SqlDeliveryRepository(conn), self.tokens, token, ip,
+                self.clock.now(), self._live_lead(conn),
+            )  # fmt: skip
 
     def unsubscribe_target(self, token: str) -> DeliveryRecord:
         with self.engine.connect() as conn:

@@ -7,6 +7,7 @@ the email and SMS servers themselves are exercised in their own tests.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -19,7 +20,7 @@ from leadflow.domain.errors import (
     TransientDeliveryError,
     ValidationError,
 )
-from leadflow.jobs.nurture import Messaging, journey_consumer, run_steps, send_due
+from leadflow.jobs.nurture import Messaging, enroll_dates, journey_consumer, run_steps, send_due
 from leadflow.jobs.outbox import dispatch
 from leadflow.ports import DeliveryRecord, EmailMessage, LeadView, SendReceipt, SmsMessage
 from tests.integration.scoring_support import T0, Clock, identify, ingest, track
@@ -344,3 +345,114 @@ def test_an_event_starts_its_journey(app: Leadflow, messaging: Messaging, clock:
     assert run["lead_id"] == lead and run["status"] == "done"
     assert isinstance(messaging.email, FakeTransport)
     assert [m.to for m in messaging.email.sent] == ["webinar@example.com"]
+
+
+def test_an_ab_winner_takes_the_new_runs(app: Leadflow, messaging: Messaging) -> None:
+    app.save_journey(
+        "ab",
+        {
+            "trigger": {"stage": "mql"},
+            "reentry": "always",
+            "steps": [
+                {"id": "pitch", "ab": {"variants": {"a": "short", "b": "long"}, "decide_after": 3}}
+            ],
+        },
+    )
+    for index in range(20):
+        lead = _lead(app, f"w{index}", email=f"w{index}@example.com")
+        app.move_stage(lead, "mql", "test")
+    _work(app, messaging)
+    first = app.journey_report("ab")["steps"]
+    assert {row["variant"] for row in first} == {"a", "b"}
+    with app.transaction() as conn:
+        from sqlalchemy import update
+
+        from leadflow.adapters.db.tables import deliveries
+
+        conn.execute(update(deliveries).where(deliveries.c.variant == "a").values(clicked_at=T0))
+    for index in range(20, 26):
+        lead = _lead(app, f"w{index}", email=f"w{index}@example.com")
+        app.move_stage(lead, "mql", "test")
+    _work(app, messaging)
+    runs = app.journey_runs("ab", limit=6)
+    assert all("(a winner)" in run["log"][0]["detail"] for run in runs), [r["log"] for r in runs]
+    tests = {t["metric"]: t for t in app.journey_report("ab")["ab_tests"]}
+    assert tests["clicked"]["leader"] == "a" and tests["clicked"]["significant"]
+
+
+def test_a_score_rising_above_a_threshold_starts_its_journey(
+    app: Leadflow, messaging: Messaging, clock: Clock
+) -> None:
+    app.save_journey(
+        "warm",
+        {
+            "trigger": {"score": "engagement", "above": 25},
+            "steps": [{"id": "m", "email": "thanks"}],
+        },
+    )
+    lead = _lead(app, "s1", email="warm@example.com")
+    source = app.ensure_source("web")
+    ingest(app, source, track("s1", "Webinar Attended", clock.now()))  # 20: below
+    _work(app, messaging)
+    assert app.journey_runs("warm") == []
+    ingest(app, source, track("s1", "Webinar Registered", clock.now()))  # 28: crossed
+    ingest(app, source, track("s1", "Webinar Registered", clock.now()))  # still above: no 2nd
+    _work(app, messaging)
+    [run] = app.journey_runs("warm")
+    assert run["lead_id"] == lead and run["status"] == "done"
+    with pytest.raises(
+        ValidationError, match=r"warm\.trigger\.above: a score trigger needs a number"
+    ):
+        app.save_journey("warm", {"trigger": {"score": "engagement"}, "steps": ["exit"]})
+
+
+def test_adjust_score_moves_engagement_through_the_scoring_model(
+    app: Leadflow, messaging: Messaging
+) -> None:
+    app.save_journey(
+        "bonus",
+        {
+            "trigger": {"stage": "mql"},
+            "steps": [{"id": "boost", "adjust_score": {"points": 15, "reason": "onboarding"}}],
+        },
+    )
+    lead = _lead(app, "b1", email="bonus@example.com")
+    before = app.lead(lead).engagement_score
+    app.move_stage(lead, "mql", "test")
+    _work(app, messaging)
+    _work(app, messaging)  # once only, however often the worker passes
+    assert app.lead(lead).engagement_score == pytest.approx(before + 15)
+    [event] = [e for e in app.lead_events(lead) if e.name == "Score Adjusted"]
+    assert event.properties == {"points": 15.0, "reason": "onboarding", "journey": "bonus"}
+    rules = {r["rule"]: r for r in app.explain(lead)["engagement"]["rules"]}
+    assert rules["journey-adjustment"]["score"] == pytest.approx(15)
+
+
+def test_a_date_trait_starts_its_journey_on_the_day(
+    app: Leadflow, messaging: Messaging, clock: Clock
+) -> None:
+    app.save_journey(
+        "renewal",
+        {
+            "trigger": {"date": "trait.renewal_date", "offset": "-30d"},
+            "reentry": "always",
+            "steps": [{"id": "m", "email": "thanks"}],
+        },
+    )
+    due = (clock.now() + timedelta(days=30)).date().isoformat()
+    later = (clock.now() + timedelta(days=31)).date().isoformat()
+    soon = _lead(app, "d1", email="due@example.com", renewal_date=due)
+    _lead(app, "d2", email="later@example.com", renewal_date=f"{later}T10:00:00Z")
+    _lead(app, "d3", email="none@example.com")
+    assert enroll_dates(app, force=True) == 1
+    assert enroll_dates(app, force=True) == 0  # once a day, even with reentry: always
+    _work(app, messaging)
+    [run] = app.journey_runs("renewal")
+    assert run["lead_id"] == soon and run["status"] == "done"
+    clock.advance(days=1)
+    assert enroll_dates(app, force=True) == 1  # the next day, the other lead's date has come
+    with pytest.raises(ValidationError, match=r"renewal\.trigger\.offset: must be whole days"):
+        app.save_journey(
+            "renewal",
+            {"trigger": {"date": "trait.renewal_date", "offset": "-3h"}, "steps": ["exit"]},
+        )

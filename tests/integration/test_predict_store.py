@@ -155,6 +155,10 @@ def test_the_cli_trains_lists_activates_and_reports(
     assert 0 <= found["at_threshold"]["recall"] <= 1
     missing = runner.invoke(cli, [*db, "model", "activate", "nope"])
     assert missing.exit_code == 1 and "no predictive model 'nope'" in missing.output
+    refreshed = runner.invoke(cli, [*db, "model", "refresh"])
+    assert refreshed.exit_code == 0 and f"{LEADS} lead(s) refreshed" in refreshed.stdout
+    bad = runner.invoke(cli, [*db, "model", "train", "--outcome", "sql", "--window", "soon"])
+    assert bad.exit_code == 1 and "--window: 'soon' is not a list of days" in bad.output
     explained = runner.invoke(cli, [*db, "explain", str(lead_id(app, "u0"))])
     assert explained.exit_code == 0, explained.output
     assert f"model {version})" in explained.stdout and "effect (log-odds)" in explained.stdout

@@ -22,6 +22,7 @@ from standardwebhooks import Webhook
 from leadflow import ConfigError, Leadflow, Settings
 from leadflow.adapters.db.tables import outbox
 from leadflow.adapters.webhooks.http import HttpWebhookSender
+from leadflow.jobs.nurture import journey_consumer, run_steps
 from leadflow.jobs.outbox import dispatch
 from leadflow.jobs.webhooks import handoff_consumers, send_due, send_due_webhooks, send_test
 from leadflow.services.webhooks import new_secret
@@ -358,3 +359,26 @@ def test_a_disabled_endpoint_queues_nothing(opener: Any, receiver: Receiver) -> 
     sql_lead(app)
     run_dispatch(app)
     assert app.webhook_deliveries() == []
+
+
+def test_a_journey_step_notifies_sales_through_the_webhooks(
+    opener: Any, receiver: Receiver, client: httpx.Client
+) -> None:
+    app = opener(hooks_config(receiver.url))
+    app.save_journey(
+        "hot",
+        {"trigger": {"stage": "mql"}, "steps": [{"notify_sales": "Asked for pricing twice"}]},
+    )
+    source = app.ensure_source("website")
+    ingest(app, source, identify("n1", T0, email="n1@acme.com"))
+    lead = lead_id(app, "n1")
+    app.move_stage(lead, "mql", "meets_criteria")
+    dispatch(app, [journey_consumer(app), *handoff_consumers(app)])
+    run_steps(app)
+    run_dispatch(app)  # the note the step wrote to the outbox
+    assert send_due_webhooks(app, client, 10) == 1
+    [got] = receiver.received
+    assert got.payload["type"] == "lead.journey_note"
+    assert got.payload["data"]["note"]["message"] == "Asked for pricing twice"
+    assert got.payload["data"]["note"]["journey"] == "hot"
+    assert got.payload["data"]["lead"]["id"] == lead

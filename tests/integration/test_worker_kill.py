@@ -20,6 +20,7 @@ from leadflow import Leadflow, Settings
 from leadflow.adapters.db.tables import deliveries, journey_runs, leads
 from leadflow.adapters.email.capture_server import CaptureServer
 from leadflow.jobs.nurture import run_steps
+from tests.conftest import _truncate as truncate
 
 RECIPIENTS = 300
 
@@ -129,3 +130,27 @@ def test_a_killed_worker_loses_nothing_and_sends_nothing_twice(
     assert all(len(ids) == 1 for ids in by_recipient.values()), "a recipient got two messages"
     # At most the one message in flight when the worker died went out twice, with the same id.
     assert len(smtp.received) - RECIPIENTS <= 1
+
+
+def test_two_workers_share_a_send_on_postgresql(
+    pg_url: str, tmp_path: Path, smtp: CaptureServer
+) -> None:
+    """On PostgreSQL several workers take due work with SKIP LOCKED and leases."""
+    _home(tmp_path, smtp)
+    app = Leadflow(Settings(database_url=pg_url, home=tmp_path))
+    app.migrate()
+    truncate(app)
+    try:
+        _queue(app)
+        workers = [_worker(pg_url, tmp_path) for _ in range(2)]
+        try:
+            _wait(lambda: _sent(app) == RECIPIENTS, 180, "every delivery to be sent")
+        finally:
+            for worker in workers:
+                worker.terminate()
+                worker.wait(10)
+        recipients = [rcpt for item in smtp.received for rcpt in item.rcpt_tos]
+        assert len(recipients) == RECIPIENTS and len(set(recipients)) == RECIPIENTS
+    finally:
+        truncate(app)
+        app.close()

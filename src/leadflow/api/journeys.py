@@ -98,6 +98,17 @@ def set_consent(request: Request, lead_id: int, body: ConsentChange) -> dict[str
     return leadflow.consent(lead_id)
 
 
+class OptInRequest(BaseModel):
+    source: str = Field(min_length=1, description="Where the sign-up came from.")
+    proof: dict[str, Any] = Field(default_factory=dict)
+
+
+@router.post("/leads/{lead_id}/consent/request", summary="Double opt-in: ask to confirm")
+def request_opt_in(request: Request, lead_id: int, body: OptInRequest) -> dict[str, Any]:
+    delivery = leadflow_of(request).request_email_opt_in(lead_id, body.source, body.proof)
+    return delivery.to_json()
+
+
 @router.get("/leads/{lead_id}/messages", summary="Messages sent or skipped for a lead")
 def lead_messages(
     request: Request, lead_id: int, limit: int = Query(default=100, ge=1, le=1000)

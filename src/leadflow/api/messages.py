@@ -137,6 +137,31 @@ async def unsubscribe(request: Request, token: str) -> Response:
     )
 
 
+@router.get("/confirm/{token}", include_in_schema=False)
+def confirm_page(request: Request, token: str) -> Response:
+    try:
+        delivery = leadflow_of(request).opt_in_target(token)
+    except (ValidationError, NotFound):
+        return _gone()
+    address = html.escape(_mask(delivery.address or ""))
+    return _page(
+        "Confirm your subscription",
+        f"<p>Receive our email at <strong>{address}</strong>?</p>"
+        "<form method='post'><button type='submit'>Yes, subscribe me</button></form>",
+    )
+
+
+@router.post("/confirm/{token}", include_in_schema=False)
+async def confirm(request: Request, token: str) -> Response:
+    ip = request.client.host if request.client else None
+    try:
+        done = await run_in_threadpool(leadflow_of(request).confirm_email_opt_in, token, ip)
+    except (ValidationError, NotFound):
+        return _gone()
+    address = html.escape(_mask(done.address))
+    return _page("Subscription confirmed", f"<p>{address} is subscribed. Thank you.</p>")
+
+
 @router.post("/api/email/bounces", tags=["email"], summary="Report bounces or a complaint")
 async def bounces(request: Request) -> dict[str, Any]:
     """A raw DSN (RFC 3464) or ARF complaint (RFC 5965) message as the body, or JSON

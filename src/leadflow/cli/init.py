@@ -31,6 +31,19 @@ default_phone_region: US
 """
 
 
+CONFIRM_TEMPLATE = """\
+# The email of a double opt-in (leadflow consent request ID): confirm_url grants consent.
+subject: Please confirm your subscription
+text: |
+  Hi {{ lead.first_name | default('there') }},
+
+  Please confirm that you want our email by opening this link:
+  {{ confirm_url }}
+
+  If you did not sign up, ignore this message: you will hear nothing more from us.
+"""
+
+
 def config_text(database_url: str) -> str:
     """The starter file: the settings above, then the default scoring model to adapt."""
     return TEMPLATE.format(database_url=json.dumps(database_url)) + "\n" + default_model_text()
@@ -50,6 +63,11 @@ def init(ctx: typer.Context) -> None:
     else:
         path.write_text(config_text(state(ctx).db or ""), encoding="utf-8")
         out.print(f"wrote {path}")
+    confirm = config.home / "templates" / "confirm-subscription.email.yaml"
+    if not confirm.exists():
+        confirm.parent.mkdir(exist_ok=True)
+        confirm.write_text(CONFIRM_TEMPLATE, encoding="utf-8")
+        out.print(f"wrote {confirm} (the double opt-in email; templates go in this folder)")
     with store(ctx) as leadflow:
         out.print(f"database ready: {masked(config.resolved_database_url())}")
         known = {source.name for source in leadflow.sources()}

@@ -216,6 +216,33 @@ def consent_show(ctx: typer.Context, lead_id: LeadId, json: JsonOption = False) 
     out.print(table)
 
 
+@consent_app.command("request")
+def consent_request(
+    ctx: typer.Context,
+    lead_id: LeadId,
+    source: Annotated[str, typer.Option("--source", help="Where the sign-up came from.")],
+    proof: Annotated[
+        list[str] | None, typer.Option("--proof", help="KEY=VALUE kept as proof (repeatable).")
+    ] = None,
+) -> None:
+    """Double opt-in for email: record a pending consent and queue the confirmation email
+    (sent by the worker); the click on its link grants consent, with the click as proof."""
+    evidence = _proof(proof)
+    with store(ctx) as leadflow:
+        delivery = leadflow.request_email_opt_in(lead_id, source, evidence)
+    stdout().print(f"lead {delivery.lead_id}: confirmation queued to {delivery.address}")
+
+
+def _proof(items: list[str] | None) -> dict[str, Any]:
+    evidence: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            fail(f"--proof: {item!r} is not KEY=VALUE")
+        evidence[key] = value
+    return evidence
+
+
 @consent_app.command("set")
 def consent_set(
     ctx: typer.Context,
@@ -228,12 +255,7 @@ def consent_set(
     ] = None,
 ) -> None:
     """Record a consent grant, request or withdrawal for a lead, with its proof."""
-    evidence: dict[str, Any] = {}
-    for item in proof or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            fail(f"--proof: {item!r} is not KEY=VALUE")
-        evidence[key] = value
+    evidence = _proof(proof)
     with store(ctx) as leadflow:
         record = leadflow.set_consent(lead_id, channel, status, source, evidence)
     stdout().print(f"lead {record.lead_id}: {record.channel.value} consent {record.status.value}")

@@ -279,6 +279,8 @@ def _print_trained(summary: dict[str, Any]) -> None:
         out.print(
             f"saved to {escape(summary['out'])} (leadflow model score --model FILE --csv ...)"
         )
+    elif summary["trained_on"].get("source") == "csv":
+        out.print("not saved: give --out FILE to keep it")
     elif summary.get("active"):
         out.print("stored and active: new events update each lead's p_convert")
     else:

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from leadflow.domain.consent import SendWindow
@@ -30,12 +31,14 @@ STEP_KINDS = (
     "branch",
     "ab",
     "set_trait",
+    "adjust_score",
     "change_stage",
     "notify_sales",
     "exit",
 )
 CONDITION_KINDS = ("opened", "clicked", "replied", "segment", "stage", "trait", "unsubscribed")
-TRIGGER_KINDS = ("stage", "segment", "event")
+TRIGGER_KINDS = ("stage", "segment", "event", "score", "date")
+SCORES = ("engagement", "fit", "p_convert")
 METRICS = ("opened", "clicked", "replied")
 
 
@@ -49,8 +52,15 @@ def _fail(path: str, problem: str) -> JourneyError:
 
 @dataclass(frozen=True, slots=True)
 class Trigger:
-    kind: str  # stage | segment | event
+    kind: str  # stage | segment | event | score
     value: str
+    above: float | None = None  # score: the threshold crossed upwards
+    offset: timedelta = timedelta(0)  # date: days after (before, when negative) the trait's date
+
+    def date_prefixes(self, today: date, lookback: int = 1) -> list[str]:
+        """The trait values (ISO dates) that make the journey due today, or on one of the
+        ``lookback`` days before (a worker that was down catches up)."""
+        return [(today - self.offset - timedelta(days=k)).isoformat() for k in range(lookback + 1)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,9 +91,11 @@ class Step:
     channel: str | None = None  # ab: the channel of its variants
     variants: tuple[Variant, ...] = ()  # ab
     metric: str | None = None  # ab: what decides the winner
+    decide_after: int = 100  # ab: sends per variant before a winner may be declared
     traits: Mapping[str, Any] = field(default_factory=dict)  # set_trait
     stage: str | None = None  # change_stage
-    message: str = ""  # notify_sales
+    message: str = ""  # notify_sales; adjust_score: the reason
+    points: float = 0.0  # adjust_score
 
     @property
     def sends(self) -> bool:
@@ -196,13 +208,41 @@ def _stage(value: object, path: str) -> str:
 
 def parse_trigger(raw: object, path: str) -> Trigger:
     data = _mapping(raw, path)
-    kind = _single_kind(data, TRIGGER_KINDS, path, "trigger")
+    extra = ("above", "offset")
+    kind = _single_kind(
+        {k: v for k, v in data.items() if k not in extra}, TRIGGER_KINDS, path, "trigger"
+    )
+    if kind == "date":
+        return _date_trigger(data, path)
+    if kind == "score":
+        score = _text(data["score"], f"{path}.score")
+        if score not in SCORES:
+            raise _fail(f"{path}.score", f"unknown score {score!r}; known: {', '.join(SCORES)}")
+        above = data.get("above")
+        if not isinstance(above, int | float) or isinstance(above, bool):
+            raise _fail(f"{path}.above", f"a score trigger needs a number 'above', got {above!r}")
+        return Trigger(kind, score, float(above))
     value = (
         _stage(data[kind], f"{path}.{kind}")
         if kind == "stage"
         else _text(data[kind], f"{path}.{kind}")
     )
     return Trigger(kind, value)
+
+
+def _date_trigger(data: Mapping[str, Any], path: str) -> Trigger:
+    field = _text(data["date"], f"{path}.date")
+    if not field.startswith("trait.") or len(field) <= len("trait."):
+        raise _fail(
+            f"{path}.date", f"must name a trait holding a date, like trait.renewal_date: {field!r}"
+        )
+    raw = str(data.get("offset", "0d")).strip()
+    sign = -1 if raw.startswith("-") else 1
+    body = raw.lstrip("+-").strip()
+    offset = timedelta(0) if body in ("0", "0d") else _duration(body, f"{path}.offset")
+    if offset.total_seconds() % 86_400:
+        raise _fail(f"{path}.offset", f"must be whole days or weeks, got {raw!r}")
+    return Trigger("date", field.removeprefix("trait."), offset=sign * offset)
 
 
 def parse_condition(raw: object, path: str) -> Condition:
@@ -226,7 +266,7 @@ def _step_kind(data: Mapping[str, Any], path: str) -> str:
     return _single_kind(keys, STEP_KINDS, path, "step")
 
 
-def _variants(raw: object, path: str) -> tuple[str, tuple[Variant, ...], str]:
+def _variants(raw: object, path: str) -> tuple[str, tuple[Variant, ...], str, int]:
     data = _mapping(raw, path)
     channel = str(data.get("channel", "email"))
     if channel not in ("email", "sms"):
@@ -249,7 +289,10 @@ def _variants(raw: object, path: str) -> tuple[str, tuple[Variant, ...], str]:
     metric = str(data.get("metric", "clicked"))
     if metric not in METRICS:
         raise _fail(f"{path}.metric", f"unknown metric {metric!r}; known: {', '.join(METRICS)}")
-    return channel, tuple(variants), metric
+    decide_after = data.get("decide_after", 100)
+    if not isinstance(decide_after, int) or isinstance(decide_after, bool) or decide_after < 1:
+        raise _fail(f"{path}.decide_after", f"must be a whole number above 0, got {decide_after!r}")
+    return channel, tuple(variants), metric, decide_after
 
 
 def parse_step(raw: object, index: int, path: str) -> Step:
@@ -278,15 +321,28 @@ def parse_step(raw: object, index: int, path: str) -> Step:
             otherwise=str(otherwise) if otherwise else None,
         )
     if kind == "ab":
-        channel, variants, metric = _variants(value, f"{where}.ab")
-        return Step(step_id, kind, channel=channel, variants=variants, metric=metric, offer=offer)
+        channel, variants, metric, decide_after = _variants(value, f"{where}.ab")
+        return Step(
+            step_id, kind, channel=channel, variants=variants, metric=metric,
+            decide_after=decide_after, offer=offer,
+        )  # fmt: skip
     if kind == "set_trait":
         return Step(step_id, kind, traits=dict(_mapping(value, f"{where}.set_trait")))
+    if kind == "adjust_score":
+        return _adjust(step_id, value, f"{where}.adjust_score")
     if kind == "change_stage":
         return Step(step_id, kind, stage=_stage(value, f"{where}.change_stage"))
     if kind == "notify_sales":
         return Step(step_id, kind, message=str(value or ""))
     return Step(step_id, "exit")
+
+
+def _adjust(step_id: str, value: object, path: str) -> Step:
+    data = value if isinstance(value, Mapping) else {"points": value}
+    points = data.get("points")
+    if not isinstance(points, int | float) or isinstance(points, bool) or not points:
+        raise _fail(f"{path}.points", f"must be a number other than 0, got {points!r}")
+    return Step(step_id, "adjust_score", points=float(points), message=str(data.get("reason", "")))
 
 
 def _check_jumps(steps: Sequence[Step], path: str) -> None:
@@ -426,6 +482,36 @@ def may_enter(
     return False
 
 
+def pick_winner(
+    step: Step, results: Mapping[str, tuple[int, int]], alpha: float = 0.05
+) -> str | None:
+    """The variant that beats every other on the step's metric with significance ``alpha``
+    (two-proportion z-test), once each has ``decide_after`` sends; None until then.
+    ``results``: per variant name, (sends, sends that saw the metric)."""
+    names = [v.name for v in step.variants]
+    if any(results.get(name, (0, 0))[0] < step.decide_after for name in names):
+        return None
+    ranked = sorted(names, key=lambda n: results[n][1] / results[n][0], reverse=True)
+    leader = ranked[0]
+    for other in ranked[1:]:
+        p_value = two_proportion_p(*results[leader][::-1], *results[other][::-1])
+        if p_value is None or p_value >= alpha:
+            return None
+    return leader
+
+
+def two_proportion_p(hits_a: int, n_a: int, hits_b: int, n_b: int) -> float | None:
+    """Two-sided p-value of a pooled two-proportion z-test; None when undefined."""
+    if min(n_a, n_b) == 0:
+        return None
+    pooled = (hits_a + hits_b) / (n_a + n_b)
+    spread = math.sqrt(pooled * (1 - pooled) * (1 / n_a + 1 / n_b))
+    if spread == 0:
+        return None
+    z = (hits_a / n_a - hits_b / n_b) / spread
+    return round(math.erfc(abs(z) / math.sqrt(2)), 6)
+
+
 def choose_variant(step: Step, run_id: int, winner: str | None = None) -> Variant:
     """The A/B variant of a run: the winner once one is decided, else a stable weighted draw."""
     if winner is not None:
@@ -455,6 +541,7 @@ class Effect:
     traits: Mapping[str, Any] = field(default_factory=dict)
     stage: str | None = None
     message: str = ""
+    points: float = 0.0
 
 
 @dataclass(slots=True)
@@ -525,9 +612,9 @@ def advance(
                 chosen = choose_variant(step, run_id, (winners or {}).get(step.id))
                 variant, channel, template = chosen.name, step.channel or "email", chosen.template
             out.effects.append(Effect("send", step.id, channel, template, variant, step.offer))
-            out.log.append(
-                (step.id, "send", f"{channel} {template}" + (f" ({variant})" if variant else ""))
-            )
+            won = " winner" if variant and (winners or {}).get(step.id) == variant else ""
+            label = f" ({variant}{won})" if variant else ""
+            out.log.append((step.id, "send", f"{channel} {template}{label}"))
             out.step, out.awaiting_send = step.id, True
             return out
         if step.kind == "branch":
@@ -549,6 +636,10 @@ def advance(
             out.effects.append(Effect("change_stage", step.id, stage=step.stage))
         elif step.kind == "notify_sales":
             out.effects.append(Effect("notify_sales", step.id, message=step.message))
+        elif step.kind == "adjust_score":
+            out.effects.append(
+                Effect("adjust_score", step.id, points=step.points, message=step.message)
+            )
         out.log.append((step.id, step.kind, ""))
         current = nxt
     out.finished = f"stopped after {MAX_STEPS_AT_ONCE} steps without a wait (a loop?)"

@@ -175,6 +175,22 @@ class EngagementRule:
     daily_limit: int | None = None
     group: str | None = None
     description: str = ""
+    points_from: tuple[str, ...] | None = None  # the event's number, within +/- points
+
+    def points_of(self, event: ScoredEvent) -> float | None:
+        """The rule's points for the event: fixed, or the event's own number (clamped to
+        +/- ``points``); None when the event carries no number there."""
+        if self.points_from is None:
+            return self.points
+        found = lookup(event.as_source(), self.points_from)
+        if (
+            isinstance(found, bool)
+            or not isinstance(found, int | float)
+            or not math.isfinite(found)
+        ):
+            return None
+        bound = abs(self.points)
+        return max(-bound, min(bound, float(found)))
 
     def decay(self, seconds: float) -> float:
         if self.half_life is None or seconds <= 0:
@@ -275,19 +291,24 @@ def apply_event(
     for rule in rules.engagement:
         if not rule.matcher.matches(event):
             continue
+        points = rule.points_of(event)
+        if points is None:
+            where = ".".join(rule.points_from or ())
+            out.append(Contribution(rule.id, 0.0, False, f"no number in {where}"))
+            continue
         if stale:
-            out.append(Contribution(rule.id, rule.points, False, BEFORE_RESET))
+            out.append(Contribution(rule.id, points, False, BEFORE_RESET))
             continue
         current = state.rules.setdefault(rule.id, RuleState(as_of=when))
         if not _within_daily_limit(rule, current, when):
-            out.append(Contribution(rule.id, rule.points, False, f"daily limit {rule.daily_limit}"))
+            out.append(Contribution(rule.id, points, False, f"daily limit {rule.daily_limit}"))
             continue
         if when >= current.as_of:
-            current.value = current.value * rule.decay(when - current.as_of) + rule.points
+            current.value = current.value * rule.decay(when - current.as_of) + points
             current.as_of = when
         else:  # late: its points, decayed from its own time to the newest one
-            current.value += rule.points * rule.decay(current.as_of - when)
-        out.append(Contribution(rule.id, rule.points, True, ""))
+            current.value += points * rule.decay(current.as_of - when)
+        out.append(Contribution(rule.id, points, True, ""))
     name = (event.name or "").lower()
     if name and not stale and name in {w.lower() for w in watched}:
         times = state.recent.setdefault(name, [])

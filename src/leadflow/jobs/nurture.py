@@ -11,6 +11,7 @@ a worker dies between the transport's acceptance and the commit — is recognisa
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from leadflow.jobs.outbox import Consumer
 from leadflow.ports import DeliveryRecord, LeadView, OutboxMessage
 from leadflow.services import journeys as journey_service
 from leadflow.services import lifecycle as lifecycle_service
+from leadflow.services.consent import OPT_IN_KIND
 from leadflow.services.deliveries import (
     Composer,
     Handoff,
@@ -43,7 +45,7 @@ from leadflow.services.deliveries import (
 from leadflow.services.journeys import StepReport
 from leadflow.services.sms import send_window, stored_message
 
-STEP_BATCH = 500
+STEP_BATCH = 1000
 SEND_BATCH = 100
 
 
@@ -64,6 +66,9 @@ def journey_consumer(leadflow: Leadflow) -> Consumer:
     """The outbox consumer that starts runs on triggers and ends them on goals."""
 
     def consume(conn: Connection, rows: Sequence[OutboxMessage], now: datetime) -> None:
+        adjusted = journey_service.adjustments(rows)
+        if adjusted:  # scored in this transaction: the outbox row is done with its event
+            leadflow.record_activity_in(conn, adjusted, now)
         book = leadflow.journey_book()
         if not book.journeys:
             return
@@ -72,6 +77,22 @@ def journey_consumer(leadflow: Leadflow) -> Consumer:
         journey_service.enroll(repo, book, rows, now)
 
     return consume
+
+
+DATE_SCAN_EVERY = 3600.0  # seconds between two scans for date triggers in one process
+
+
+def enroll_dates(leadflow: Leadflow, force: bool = False) -> int:
+    """Date-triggered journeys: scan for the leads whose date has come, hourly at most."""
+    book = leadflow.journey_book()
+    if not any(j.trigger.kind == "date" and j.enabled for j in book.journeys.values()):
+        return 0
+    now_mono = time.monotonic()
+    if not force and now_mono - leadflow.date_scan_at < DATE_SCAN_EVERY:
+        return 0
+    leadflow.date_scan_at = now_mono
+    with leadflow.transaction() as conn:
+        return journey_service.enroll_dates(SqlJourneyRepository(conn), book, leadflow.clock.now())
 
 
 def run_steps(leadflow: Leadflow, batch: int = STEP_BATCH, rounds: int = 1000) -> StepReport:
@@ -184,7 +205,8 @@ def send_one(
     local = None
     if channel is Channel.SMS and lead is not None and leadflow.settings.sms is not None:
         local = send_window(leadflow.sms_config, lead.traits, lead.phone, rules.default_timezone)
-    verdict = judge(delivery, lead, consent, suppressed, recent, rules, now, local)
+    transactional = delivery.content.get("kind") == OPT_IN_KIND
+    verdict = judge(delivery, lead, consent, suppressed, recent, rules, now, local, transactional)
     if verdict.skip is not None or verdict.wait_until is not None or lead is None:
         _record_verdict(leadflow, delivery, verdict, report, now)
         return

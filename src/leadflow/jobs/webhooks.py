@@ -32,6 +32,7 @@ from leadflow.jobs.outbox import Consumer
 from leadflow.ports import OutboxMessage
 from leadflow.services.assignment import assign_mql
 from leadflow.services.handoff import handoff_payload
+from leadflow.services.journeys import NOTIFY_TOPIC
 from leadflow.services.qualify import STAGE_TOPIC
 from leadflow.services.webhooks import (
     HANDOFF_EVENT,
@@ -45,6 +46,7 @@ from leadflow.services.webhooks import (
     new_event_id,
 )
 
+JOURNEY_NOTE_EVENT = "lead.journey_note"
 CLAIM_MARGIN = timedelta(seconds=60)
 SEND_BATCH = 100
 CLAIM = 10  # deliveries claimed per transaction; each result is committed on its own
@@ -105,9 +107,43 @@ def consume_mql_assignments(leadflow: Leadflow) -> Consumer:
     return consume
 
 
+def consume_journey_notes(leadflow: Leadflow) -> Consumer:
+    """The consumer that tells sales what a journey's ``notify_sales`` step says: a
+    ``lead.journey_note`` delivery per enabled endpoint, with the handoff payload and the note."""
+
+    def consume(conn: Connection, rows: Sequence[OutboxMessage], now: datetime) -> None:
+        endpoints = [e for e in leadflow.handoff_config.webhooks.endpoints if e.enabled]
+        wanted = [r for r in rows if r.topic == NOTIFY_TOPIC and r.lead_id is not None]
+        if not wanted or not endpoints:
+            return
+        hooks = leadflow.handoff_config.webhooks
+        reader = SqlHandoffRepository(conn, leadflow.model, now)
+        queued: list[NewWebhook] = []
+        for row in wanted:
+            assert row.lead_id is not None
+            facts = reader.facts(row.lead_id, hooks.last_touches)
+            if facts is None:
+                continue
+            payload = handoff_payload(facts, now, None)
+            payload["type"] = JOURNEY_NOTE_EVENT
+            payload["data"]["note"] = dict(row.payload)
+            event_id = event_id_for(NOTIFY_TOPIC, row.id, row.lead_id, row.payload.get("at"))
+            queued += [
+                NewWebhook(e.name, event_id, JOURNEY_NOTE_EVENT, facts.lead.id, payload)
+                for e in endpoints
+            ]
+        SqlWebhookRepository(conn).add(queued, now)
+
+    return consume
+
+
 def handoff_consumers(leadflow: Leadflow) -> list[Consumer]:
     """Assignment first, so that a handoff in the same batch names the rep."""
-    return [consume_mql_assignments(leadflow), consume_stage_changes(leadflow)]
+    return [
+        consume_mql_assignments(leadflow),
+        consume_stage_changes(leadflow),
+        consume_journey_notes(leadflow),
+    ]
 
 
 def send_due(

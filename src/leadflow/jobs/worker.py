@@ -17,7 +17,7 @@ import httpx
 from leadflow.adapters.db.lifecycle import SqlLifecycleRepository
 from leadflow.bootstrap import Leadflow
 from leadflow.jobs.messaging import messaging_for
-from leadflow.jobs.nurture import Messaging, journey_consumer, run_steps, send_due
+from leadflow.jobs.nurture import Messaging, enroll_dates, journey_consumer, run_steps, send_due
 from leadflow.jobs.outbox import Consumer, dispatch
 from leadflow.jobs.webhooks import handoff_consumers, send_due_webhooks
 from leadflow.services.deliveries import SendReport
@@ -81,7 +81,8 @@ def work_once(leadflow: Leadflow, messaging: Messaging, client: httpx.Client) ->
     journey steps that the messages let go on."""
     found = WorkReport(reviews=run_once(leadflow))
     found.outbox = dispatch(leadflow, consumers(leadflow))
-    found.steps = run_steps(leadflow)
+    found.steps.enrolled = enroll_dates(leadflow)
+    found.steps += run_steps(leadflow)
     found.sends = send_due(leadflow, messaging)
     found.steps += run_steps(leadflow)
     found.outbox += dispatch(leadflow, consumers(leadflow))

@@ -12,17 +12,17 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email import message_from_bytes, policy
 from email.message import Message
 from email.parser import BytesHeaderParser
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from leadflow.domain.consent import Channel, ConsentRecord, ConsentStatus
 from leadflow.domain.errors import ValidationError
-from leadflow.ports import DeliveryRecord
+from leadflow.ports import ConsentRepository, DeliveryRecord, DeliveryRepository
 from leadflow.services.activity import EMAIL_BOUNCED, EMAIL_COMPLAINED, Activity
 from leadflow.services.email import key_of_message_id
 
@@ -185,26 +185,10 @@ def report_from_json(data: Any) -> BounceReport:
 
 
 # applying -------------------------------------------------------------------------------------
-class BounceDeliveries(Protocol):
-    def by_key(self, key: str) -> DeliveryRecord | None: ...
-    def by_provider_id(self, channel: str, provider_id: str) -> DeliveryRecord | None: ...
-    def of_lead(self, lead_id: int, limit: int = 100) -> list[DeliveryRecord]: ...
-    def set_status(self, delivery_id: int, status: str, reason: str, at: datetime) -> None: ...
+BounceDeliveries = DeliveryRepository
 
 
-class BounceConsents(Protocol):
-    def record(self, rows: Sequence[ConsentRecord]) -> None: ...
-    def suppressed(self, channel: Channel, addresses: Iterable[str]) -> set[str]: ...
-    def leads_with_address(self, channel: Channel, address: str) -> list[int]: ...
-    def suppress(
-        self,
-        channel: Channel,
-        address: str,
-        reason: str,
-        at: datetime,
-        lead_id: int | None = None,
-        detail: str = "",
-    ) -> bool: ...
+BounceConsents = ConsentRepository
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,6 +58,9 @@ class NurtureRules(BaseModel):
     email_hours: str = Field(default=str(DEFAULT_EMAIL_WINDOW), description="Local send hours.")
     default_timezone: str = Field(default="UTC", description="When a lead has no timezone.")
     require_email_consent: bool = False
+    double_opt_in_template: str = Field(
+        default="confirm-subscription", description="The email asking to confirm a sign-up."
+    )
     require_sms_consent: bool = True
     max_attempts: int = Field(default=6, ge=1)
     send_lease: str = Field(
@@ -130,10 +133,13 @@ def judge(
     rules: NurtureRules,
     now: datetime,
     local: tuple[SendWindow, ZoneInfo] | None = None,
+    transactional: bool = False,
 ) -> Verdict:
     """The last checks before the transport, in order: lead, address, suppression, consent,
     frequency cap, local hours (``local``: the recipient's window and zone, when the caller
-    knows better than the channel's default and the lead's timezone trait)."""
+    knows better than the channel's default and the lead's timezone trait). A transactional
+    message (the confirmation of a double opt-in) is not marketing: the consent it asks for
+    and the frequency cap do not apply to it; the suppression list and the hours do."""
     if lead is None:
         return Verdict(skip="lead_erased", detail="the lead no longer exists")
     channel = Channel(delivery.channel)
@@ -143,7 +149,7 @@ def judge(
     check = check_send(
         channel=channel,
         address=address,
-        consent=consent,
+        consent=ConsentStatus.GRANTED if transactional else consent,
         suppressed=suppressed,
         require_consent=(
             rules.require_email_consent if channel is Channel.EMAIL else rules.require_sms_consent
@@ -154,7 +160,7 @@ def judge(
     )
     if check.skip is not None:
         return Verdict(skip=check.skip.value, detail=check.detail)
-    if rules.frequency_cap and len(recent_sends) >= rules.frequency_cap:
+    if rules.frequency_cap and not transactional and len(recent_sends) >= rules.frequency_cap:
         oldest = sorted(recent_sends)[-rules.frequency_cap]
         until = max(oldest + rules.cap_window(), now + timedelta(minutes=1))
         detail = (

@@ -190,6 +190,7 @@ class EmailComposer:
             "open": f"{base}/o/{make(Purpose.OPEN, delivery_id)}.gif",
             "unsubscribe": f"{base}/u/{make(Purpose.UNSUBSCRIBE, delivery_id)}",
             "honeypot": f"{base}/c/{make(Purpose.CLICK, delivery_id, HONEYPOT_INDEX)}",
+            "confirm": f"{base}/confirm/{make(Purpose.CONFIRM, delivery_id)}",
         }
 
     def click_url(self, delivery_id: int, index: int) -> str:
@@ -206,7 +207,12 @@ class EmailComposer:
             raise ValidationError(f"delivery {delivery.id}: no template")
         urls = self.urls(delivery.id)
         sender = {"name": self.settings.from_name, "address": self.settings.from_address}
-        full = {**context, "unsubscribe_url": urls["unsubscribe"], "sender": sender}
+        full = {
+            **context,
+            "unsubscribe_url": urls["unsubscribe"],
+            "confirm_url": urls["confirm"],
+            "sender": sender,
+        }
         rendered = self.templates.render_email(delivery.template, full)
         links = _Links(f"{self.public_url}/", [])
         html = None

@@ -11,14 +11,14 @@ not count, and they leave the delivery's ``opened_at``/``clicked_at`` untouched.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from leadflow.domain.consent import Channel, ConsentRecord, ConsentStatus
 from leadflow.domain.errors import NotFound
-from leadflow.ports import DeliveryRecord
+from leadflow.ports import ConsentRepository, DeliveryRecord, DeliveryRepository
 from leadflow.services.activity import (
     EMAIL_CLICKED,
     EMAIL_OPENED,
@@ -63,23 +63,10 @@ APPLE_NETWORK = ipaddress.ip_network("17.0.0.0/8")
 APPLE_PROXY_AGENT = "mozilla/5.0"
 
 
-class DeliveryStore(Protocol):
-    def get(self, delivery_id: int, lock: bool = False) -> DeliveryRecord | None: ...
-    def mark_first(self, delivery_id: int, column: str, at: datetime) -> bool: ...
+DeliveryStore = DeliveryRepository
 
 
-class ConsentStore(Protocol):
-    def record(self, rows: Sequence[ConsentRecord]) -> None: ...
-    def suppressed(self, channel: Channel, addresses: Iterable[str]) -> set[str]: ...
-    def suppress(
-        self,
-        channel: Channel,
-        address: str,
-        reason: str,
-        at: datetime,
-        lead_id: int | None = None,
-        detail: str = "",
-    ) -> bool: ...
+ConsentStore = ConsentRepository
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,12 +26,13 @@ from leadflow.domain.identity import (
 )
 from leadflow.domain.profiles import Profile, touched
 from leadflow.domain.scoring import ScoredEvent
-from leadflow.ports import EventRow, IngestRepository, LeadTouch, NewLead, OutboxRow
+from leadflow.ports import EventRow, IngestRepository, LeadRecord, LeadTouch, NewLead, OutboxRow
 from leadflow.services.qualify import Outcome, Qualifier
 from leadflow.services.rescore import rescore_chunk
 
 IDENTITY_TRAITS = ("email", "phone")
 EVENT_TOPIC = "event.tracked"
+SCORE_TOPIC = "score.crossed"
 
 
 @dataclass(slots=True)
@@ -90,12 +91,14 @@ class Ingestor:
         phone_region: str | None = None,
         on_change: Callable[[Sequence[int], datetime], None] | None = None,
         event_triggers: frozenset[str] = frozenset(),
+        score_triggers: frozenset[tuple[str, float]] = frozenset(),
     ) -> None:
         self.repo = repo
         self.qualifier = qualifier
         self.phone_region = phone_region
         self.on_change = on_change  # told which leads the batch changed (segments)
         self.event_triggers = event_triggers  # event names that start journeys
+        self.score_triggers = score_triggers  # (score, threshold): crossing it starts journeys
 
     def ingest(
         self, source_id: int, events: Sequence[NormalizedEvent], at: datetime
@@ -265,6 +268,7 @@ class Ingestor:
             {t.account_group_id for t in touches.values() if t.account_group_id}
         )
         outcome = Outcome()
+        before = {lead: _scores(record) for lead, record in records.items()}
         for lead_id in sorted(touches):
             record = records[lead_id]
             touch = touches[lead_id]
@@ -279,6 +283,10 @@ class Ingestor:
             outcome.extend(self.qualifier.refresh(record, at, refit))
         if self.event_triggers:
             outcome.outbox.extend(self._triggers(plan, final, event_ids, at))
+        for lead_id, old in before.items():
+            outcome.outbox.extend(
+                crossings(lead_id, old, _scores(records[lead_id]), self.score_triggers, at)
+            )
         self.repo.save_leads([records[lead] for lead in sorted(records)], at)
         self.repo.record_scores(outcome.ledger)
         self.repo.record_changes(outcome.changes, outcome.outbox)
@@ -297,6 +305,31 @@ class Ingestor:
                 payload = {"name": event.name, "event_id": event_id, "lead_id": final(lead)}
                 rows.append(OutboxRow(EVENT_TOPIC, final(lead), payload, at))
         return rows
+
+
+def _scores(record: LeadRecord) -> dict[str, float | None]:
+    return {
+        "engagement": record.engagement_score,
+        "fit": record.fit_score,
+        "p_convert": record.p_convert,
+    }
+
+
+def crossings(
+    lead_id: int,
+    old: dict[str, float | None],
+    new: dict[str, float | None],
+    thresholds: frozenset[tuple[str, float]],
+    at: datetime,
+) -> list[OutboxRow]:
+    """An outbox row for each threshold a score rose above (from at or below it)."""
+    rows = []
+    for score, above in sorted(thresholds):
+        was, now = old.get(score), new.get(score)
+        if now is not None and now > above and (was is None or was <= above):
+            payload = {"score": score, "above": above, "from": was, "to": now, "lead_id": lead_id}
+            rows.append(OutboxRow(SCORE_TOPIC, lead_id, payload, at))
+    return rows
 
 
 def _change(touch: LeadTouch, account: tuple[int, dict[str, Any]] | None) -> Profile:

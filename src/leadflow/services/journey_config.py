@@ -5,7 +5,6 @@ Errors in the config name the file, the line and the path of the bad node.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -15,7 +14,7 @@ from typing import Any, Protocol
 import yaml
 from pydantic import ValidationError as PydanticValidationError
 
-from leadflow.domain.campaigns import Journey, JourneyError, parse_journey
+from leadflow.domain.campaigns import Journey, JourneyError, parse_journey, two_proportion_p
 from leadflow.domain.errors import ConfigError, Conflict, NotFound, ValidationError
 from leadflow.services.deliveries import NurtureRules
 
@@ -105,18 +104,6 @@ def summary(
 
 def _rate(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
-
-
-def two_proportion_p(hits_a: int, n_a: int, hits_b: int, n_b: int) -> float | None:
-    """Two-sided p-value of a two-proportion z-test (pooled); None when undefined."""
-    if min(n_a, n_b) == 0:
-        return None
-    pooled = (hits_a + hits_b) / (n_a + n_b)
-    spread = math.sqrt(pooled * (1 - pooled) * (1 / n_a + 1 / n_b))
-    if spread == 0:
-        return None
-    z = (hits_a / n_a - hits_b / n_b) / spread
-    return round(math.erfc(abs(z) / math.sqrt(2)), 6)
 
 
 def report(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any, Protocol
 
 from leadflow.domain.campaigns import (
@@ -23,14 +23,19 @@ from leadflow.domain.campaigns import (
     advance,
     may_enter,
     parse_journey,
+    pick_winner,
 )
 from leadflow.domain.consent import Channel, ConsentStatus, zone_of
 from leadflow.ports import NewDelivery, OutboxMessage, OutboxRow
+from leadflow.services.activity import Activity
 
 STAGE_TOPIC = "lead.stage_changed"
 SEGMENT_TOPIC = "segment.entered"
 EVENT_TOPIC = "event.tracked"
+SCORE_TOPIC = "score.crossed"
 NOTIFY_TOPIC = "journey.notify_sales"
+ADJUST_TOPIC = "journey.adjust_score"
+SCORE_ADJUSTED = "Score Adjusted"  # the event the default model's journey-adjustment rule scores
 PAUSE = timedelta(hours=1)  # a disabled journey's runs are looked at again after this
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud, typed by hand
 
@@ -49,6 +54,10 @@ class JourneyRepository(Protocol):
     def engagement(self, run_ids: Iterable[int]) -> dict[int, dict[str, set[str]]]: ...
     def set_traits(self, changes: Mapping[int, dict[str, Any]], at: datetime) -> None: ...
     def add_outbox(self, rows: Sequence[OutboxRow]) -> None: ...
+    def step_report(self, journey: str) -> list[dict[str, Any]]: ...
+    def date_candidates(
+        self, journey: str, trait: str, prefixes: Sequence[str], since: datetime, limit: int
+    ) -> list[int]: ...
     def issue_coupons(
         self, wanted: Sequence[tuple[str, int, str, datetime | None]], at: datetime
     ) -> dict[tuple[str, int], dict[str, Any]]: ...
@@ -81,6 +90,15 @@ class JourneyBook:
         return cls(found)
 
     @property
+    def score_thresholds(self) -> frozenset[tuple[str, float]]:
+        """(score, threshold) pairs whose upward crossing starts an enabled journey."""
+        return frozenset(
+            (j.trigger.value, j.trigger.above)
+            for j in self.journeys.values()
+            if j.enabled and j.trigger.kind == "score" and j.trigger.above is not None
+        )
+
+    @property
     def event_names(self) -> frozenset[str]:
         """The event names that start an enabled journey."""
         return frozenset(
@@ -89,11 +107,14 @@ class JourneyBook:
             if j.enabled and j.trigger.kind == "event"
         )
 
-    def triggered(self, kind: str, value: str) -> list[Journey]:
+    def triggered(self, kind: str, value: str, above: float | None = None) -> list[Journey]:
         return [
             j
             for j in self.journeys.values()
-            if j.enabled and j.trigger.kind == kind and j.trigger.value == value
+            if j.enabled
+            and j.trigger.kind == kind
+            and j.trigger.value == value
+            and j.trigger.above == above
         ]
 
 
@@ -153,9 +174,12 @@ def enroll(
             kind, value = "segment", str(message.payload.get("segment"))
         elif message.topic == EVENT_TOPIC:
             kind, value = "event", str(message.payload.get("name"))
+        elif message.topic == SCORE_TOPIC:
+            kind, value = "score", str(message.payload.get("score"))
+            above = float(message.payload.get("above", 0))
         else:
             continue
-        for journey in book.triggered(kind, value):
+        for journey in book.triggered(kind, value, above if kind == "score" else None):
             wanted.setdefault(journey.name, set()).add(message.lead_id)
     started = 0
     for name, lead_ids in sorted(wanted.items()):
@@ -163,6 +187,30 @@ def enroll(
         history = repo.run_history(name, lead_ids)
         rows = []
         for lead in sorted(lead_ids):
+            active, finished, entry = history.get(lead, (False, None, 0))
+            if may_enter(journey, finished, active, entry > 0, now):
+                rows.append(_new_run(journey, lead, entry + 1, now))
+        started += repo.start_runs(rows)
+    return started
+
+
+def enroll_dates(
+    repo: JourneyRepository, book: JourneyBook, now: datetime, limit: int = 5_000
+) -> int:
+    """Start runs of date-triggered journeys for the leads whose date trait, moved by the
+    offset, is today (or yesterday, for a worker that was down), once a day at most."""
+    started = 0
+    today = now.astimezone(UTC).date()
+    since = datetime.combine(today - timedelta(days=1), time(0), tzinfo=UTC)
+    for journey in book.journeys.values():
+        trigger = journey.trigger
+        if not journey.enabled or trigger.kind != "date":
+            continue
+        prefixes = trigger.date_prefixes(today)
+        leads = repo.date_candidates(journey.name, trigger.value, prefixes, since, limit)
+        history = repo.run_history(journey.name, leads)
+        rows = []
+        for lead in leads:
             active, finished, entry = history.get(lead, (False, None, 0))
             if may_enter(journey, finished, active, entry > 0, now):
                 rows.append(_new_run(journey, lead, entry + 1, now))
@@ -201,6 +249,30 @@ class _Batch:
     outbox: list[OutboxRow] = field(default_factory=list)
     coupons: dict[tuple[str, int], tuple[str, datetime | None]] = field(default_factory=dict)
     report: StepReport = field(default_factory=StepReport)
+    winners: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def winners_of(self, repo: JourneyRepository, journey: Journey) -> dict[str, str]:
+        """The A/B steps of the journey that have a winner, read once per batch."""
+        found = self.winners.get(journey.name)
+        if found is None:
+            found = {}
+            tests = [s for s in journey.steps if s.kind == "ab"]
+            if tests:
+                rows = repo.step_report(journey.name)
+                for step in tests:
+                    results = {
+                        str(r["variant"]): (
+                            int(r["sent"]) + int(r["bounced"]),
+                            int(r[step.metric or "clicked"]),
+                        )
+                        for r in rows
+                        if r["step"] == step.id and r["variant"]
+                    }
+                    winner = pick_winner(step, results)
+                    if winner is not None:
+                        found[step.id] = winner
+            self.winners[journey.name] = found
+        return found
 
 
 def run_due(
@@ -279,7 +351,7 @@ def _step_run(
         revoked=frozenset(revoked.get(lead.id, ())),
     )
     zone = zone_of(lead.traits.get("timezone") or lead.traits.get("time_zone"))
-    winners = {k: v for k, v in run.state.get("winners", {}).items()}
+    winners = batch.winners_of(repo, journey)
     moved = advance(journey, run.step, run.step is not None, facts, run.id, now, zone, winners)
     state = dict(run.state)
     for effect in moved.effects:
@@ -375,6 +447,20 @@ def _apply(
         batch.traits.setdefault(lead.id, {}).update(effect.traits)
     elif effect.kind == "change_stage" and effect.stage is not None:
         batch.stages.append((lead.id, effect.stage, f"journey {journey.name}"))
+    elif effect.kind == "adjust_score":
+        visits = dict(state.get("visits", {}))
+        visits[effect.step] = visit = int(visits.get(effect.step, 0)) + 1
+        state["visits"] = visits
+        payload = {
+            "lead_id": lead.id,
+            "journey": journey.name,
+            "step": effect.step,
+            "points": effect.points,
+            "reason": effect.message,
+            "key": f"run:{run.id}:{effect.step}:{visit}",
+            "at": batch.now.isoformat(),
+        }
+        batch.outbox.append(OutboxRow(ADJUST_TOPIC, lead.id, payload, batch.now))
     elif effect.kind == "notify_sales":
         payload = {
             "lead_id": lead.id,
@@ -387,7 +473,8 @@ def _apply(
 
 
 def _code(prefix: str) -> str:
-    return f"{prefix}-" + "".join(secrets.choice(CODE_ALPHABET) for _ in range(8))
+    """PREFIX- and 8 characters from 32 (40 random bits; 256 is a multiple of 32: unbiased)."""
+    return f"{prefix}-" + "".join(CODE_ALPHABET[b % 32] for b in secrets.token_bytes(8))
 
 
 def _issue_coupons(repo: JourneyRepository, batch: _Batch) -> None:
@@ -400,6 +487,24 @@ def _issue_coupons(repo: JourneyRepository, batch: _Batch) -> None:
         pending = send.content.get("offer")
         if pending is not None:
             send.content["offer"] = issued[(pending["offer"], pending["lead_id"])]
+
+
+def adjustments(messages: Sequence[OutboxMessage]) -> list[Activity]:
+    """The ``Score Adjusted`` events that adjust_score steps asked for, once each."""
+    found = []
+    for message in messages:
+        if message.topic == ADJUST_TOPIC and message.lead_id is not None:
+            p = message.payload
+            found.append(
+                Activity(
+                    message.lead_id,
+                    SCORE_ADJUSTED,
+                    f"{p['key']}:adjust",
+                    datetime.fromisoformat(str(p["at"])),
+                    {"points": p["points"], "reason": p["reason"], "journey": p["journey"]},
+                )
+            )
+    return found
 
 
 def exit_on_goals(

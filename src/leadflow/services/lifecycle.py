@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Protocol
 
 from leadflow.domain.errors import Conflict, NotFound
+from leadflow.domain.features import STATE_KEY
 from leadflow.domain.lifecycle import StageChange, check_transition
 from leadflow.domain.scoring import EngagementState
 from leadflow.ports import LeadRecord, OutboxRow
@@ -77,7 +78,10 @@ def move(
             record.mql_at = now
             record.sla_due_at = model.sales.due(now)
         if reset:  # a rejected lead must earn its engagement again before it requalifies
-            record.score_state = EngagementState.reset(now).to_json()
+            features = record.score_state.get(STATE_KEY)  # behaviour stays: it is history
+            record.score_state = EngagementState.reset(now).to_json() | (
+                {STATE_KEY: features} if features else {}
+            )
             record.engagement_score = 0.0
         if repo.compare_and_set(record, stage, version):
             repo.record_changes([change], [stage_outbox(change)])

@@ -121,6 +121,18 @@ class EngagementRuleSpec(_Spec):
     cap: float | None = Field(default=None, gt=0)
     daily_limit: int | None = Field(default=None, ge=1)
     group: str | None = None
+    points_from: str | None = Field(
+        default=None,
+        description="A numeric field of the event (properties.points) whose value is the "
+        "points, within +/- points.",
+    )
+
+    @field_validator("points_from")
+    @classmethod
+    def _points_from(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("properties."):
+            raise ValueError(f"{value!r}: points come from a field under properties.")
+        return value
 
     @field_validator("half_life")
     @classmethod
@@ -133,9 +145,10 @@ class EngagementRuleSpec(_Spec):
 
     def compile(self) -> EngagementRule:
         seconds = parse_duration(self.half_life).total_seconds() if self.half_life else None
+        source = tuple(self.points_from.split(".")) if self.points_from else None
         return EngagementRule(
             self.id, self.match.compile(), self.points, seconds, self.cap, self.daily_limit,
-            self.group, self.description,
+            self.group, self.description, source,
         )  # fmt: skip
 
 

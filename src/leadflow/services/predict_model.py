@@ -30,6 +30,7 @@ MISSING = "(missing)"
 BEHAVIOUR_COUNTS = ("count ", "decayed ")  # absent from a lead's state means none yet
 TIE_BREAK = 1e-6
 FACTORS = 5
+BATCH = 1000  # rows from which LightGBM predicts on every core
 
 
 class ModelFileError(ValidationError):
@@ -242,7 +243,8 @@ class Predictor:
         return matrix
 
     def predict_matrix(self, matrix: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-        raw = np.asarray(self.booster.predict(matrix, num_threads=1), dtype=float)
+        threads = 1 if len(matrix) < BATCH else 0  # one row: no thread pool to wake up
+        raw = np.asarray(self.booster.predict(matrix, num_threads=threads), dtype=float)
         return self.model.calibration.apply(raw)
 
     def predict(self, row: Mapping[str, Any]) -> float:

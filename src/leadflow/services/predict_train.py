@@ -46,8 +46,8 @@ from leadflow.services.predict_model import (
 Progress = Callable[[str, int, int], None]  # (what is being done, steps done, steps in all)
 Folds = list[tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]]
 ISOTONIC_FROM = 500  # positives; below, a sigmoid calibration
-MIN_LEVEL = 20  # rows a categorical level needs to be kept
-SMALL = 300  # positives under which the trees are kept small
+MIN_LEVEL = 50  # rows a categorical level needs to be kept
+SMALL = 1000  # positives under which the trees are kept small
 SMALL_PARAMS: dict[str, Any] = {
     "num_leaves": 4,
     "min_child_samples": 60,
@@ -93,6 +93,7 @@ def encode_table(table: Table, columns: list[str]) -> tuple[np.ndarray[Any, Any]
     """The columns as one float matrix (categories as codes, missing as NaN) and how."""
     matrix = np.empty((len(table.y), len(columns)), dtype=np.float64)
     features: list[Feature] = []
+    least = min(MIN_LEVEL, max(5, len(table.y) // 50))  # 2 % of the rows on a small table
     for i, name in enumerate(columns):
         column = table.features[name]
         fill = 0.0 if name.startswith(BEHAVIOUR_COUNTS) else None
@@ -100,7 +101,7 @@ def encode_table(table: Table, columns: list[str]) -> tuple[np.ndarray[Any, Any]
             # levels seen on fewer than MIN_LEVEL rows count as unknown (missing), as an
             # unseen level will when scoring: trees cannot learn from a handful of rows
             counts = column.value_counts()
-            kept = sorted(str(c) for c, n in counts.items() if n >= MIN_LEVEL)
+            kept = sorted(str(c) for c, n in counts.items() if n >= least)
             lookup = {c: float(j) for j, c in enumerate(kept)}
             values = column.astype(str).map(lookup).to_numpy(dtype=float, na_value=np.nan)
             matrix[:, i] = values

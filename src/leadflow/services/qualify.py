@@ -72,7 +72,9 @@ class Qualifier:
         self.predictor = predictor  # the active conversion model, if any: sets p_convert
         self.watched = model.watched_events
         # Scores only fall with time when no decaying rule takes points away.
-        self.monotone = all(r.points >= 0 for r in model.rules.engagement if r.half_life)
+        self.monotone = all(
+            r.points >= 0 and r.points_from is None for r in model.rules.engagement if r.half_life
+        )
 
     def merge_scores(self, survivor: dict[str, Any], loser: dict[str, Any]) -> dict[str, Any]:
         """The engagement state of two leads that become one."""

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from leadflow.domain.features import STATE_KEY
 from leadflow.domain.lifecycle import StageChange
 from leadflow.domain.scoring import EngagementState, ScoredEvent, apply_event
 from leadflow.ports import LeadRecord, LedgerRow, OutboxRow
@@ -71,7 +72,8 @@ def rescore_chunk(
     outcome = Outcome()
     for lead_id in sorted(records):
         record = records[lead_id]
-        record.score_state = states[lead_id].to_json()
+        features = record.score_state.get(STATE_KEY)  # behaviour, for the predictive model
+        record.score_state = states[lead_id].to_json() | ({STATE_KEY: features} if features else {})
         record.model_version = version
         outcome.extend(qualifier.refresh(record, now))
     repo.forget_scores(sorted(records), version)

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal, Protocol
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 import yaml
@@ -42,7 +42,15 @@ from leadflow.domain.sms import (
     window_for,
     zone_name_of,
 )
-from leadflow.ports import DeliveryRecord, NewDelivery, SendReceipt, SmsMessage, SmsSender
+from leadflow.ports import (
+    ConsentRepository,
+    DeliveryRecord,
+    DeliveryRepository,
+    NewDelivery,
+    SendReceipt,
+    SmsMessage,
+    SmsSender,
+)
 from leadflow.services.activity import (
     SMS_DELIVERED,
     SMS_OPTED_IN,
@@ -192,37 +200,10 @@ def send_window(
 
 
 # repositories ------------------------------------------------------------------------------
-class ConsentStore(Protocol):
-    def record(self, rows: Sequence[ConsentRecord]) -> None: ...
-    def current(self, lead_ids: Sequence[int], channel: Channel) -> dict[int, ConsentStatus]: ...
-    def leads_with_address(self, channel: Channel, address: str) -> list[int]: ...
-    def suppress(
-        self,
-        channel: Channel,
-        address: str,
-        reason: str,
-        at: datetime,
-        lead_id: int | None = None,
-        detail: str = "",
-    ) -> bool: ...
-    def unsuppress(self, channel: Channel, address: str) -> bool: ...
-    def suppressed(self, channel: Channel, addresses: Sequence[str]) -> set[str]: ...
+ConsentStore = ConsentRepository
 
 
-class DeliveryStore(Protocol):
-    def create(self, new: NewDelivery, at: datetime) -> tuple[DeliveryRecord, bool]: ...
-    def get(self, delivery_id: int, lock: bool = False) -> DeliveryRecord | None: ...
-    def by_key(self, key: str) -> DeliveryRecord | None: ...
-    def by_provider_id(self, channel: str, provider_id: str) -> DeliveryRecord | None: ...
-    def of_lead(self, lead_id: int, limit: int = 100) -> list[DeliveryRecord]: ...
-    def mark_sent(
-        self, delivery_id: int, provider_id: str | None, parts: int, detail: str, at: datetime
-    ) -> None: ...
-    def mark_retry(self, delivery_id: int, error: str, next_at: datetime, at: datetime) -> None: ...
-    def mark_failed(self, delivery_id: int, reason: str, at: datetime, attempted: bool) -> None: ...
-    def mark_skipped(self, delivery_id: int, reason: str, at: datetime) -> None: ...
-    def set_status(self, delivery_id: int, status: str, reason: str, at: datetime) -> None: ...
-    def mark_first(self, delivery_id: int, column: str, at: datetime) -> bool: ...
+DeliveryStore = DeliveryRepository
 
 
 # sending one text --------------------------------------------------------------------------

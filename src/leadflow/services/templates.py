@@ -33,7 +33,7 @@ from leadflow.ports import LeadView
 CHANNELS = ("email", "sms")
 SUFFIX = {"email": ".email.yaml", "sms": ".sms.txt"}
 EMAIL_PARTS = ("subject", "text", "html")
-VARIABLES = frozenset({"lead", "account", "offer", "unsubscribe_url", "sender"})
+VARIABLES = frozenset({"lead", "account", "offer", "unsubscribe_url", "confirm_url", "sender"})
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
 

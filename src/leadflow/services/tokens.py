@@ -32,6 +32,7 @@ class Purpose(StrEnum):
     OPEN = "open"
     CLICK = "click"
     UNSUBSCRIBE = "unsubscribe"
+    CONFIRM = "confirm"  # double opt-in
 
 
 class InvalidToken(ValidationError):

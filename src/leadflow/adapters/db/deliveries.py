@@ -7,10 +7,10 @@ restart at most once more only if the transport never confirmed it (see services
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection, RowMapping, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -36,10 +36,9 @@ _CREATE_PG = text(
 )
 
 
-def _iso(value: object) -> str:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+def _json(value: object) -> str:
+    """JSON text for a json_to_recordset parameter (datetimes in ISO 8601)."""
+    return orjson.dumps(value, default=str).decode()
 
 
 FIRST_TIME_COLUMNS = frozenset({"opened_at", "clicked_at", "replied_at", "delivered_at"})
@@ -74,6 +73,29 @@ def delivery_of(row: RowMapping) -> DeliveryRecord:
     )
 
 
+def _queued(new: NewDelivery, at: datetime) -> dict[str, Any]:
+    """The row of a new delivery: queued, due now, no attempt yet."""
+    return {
+        "key": new.key,
+        "lead_id": new.lead_id,
+        "channel": new.channel,
+        "address": new.address,
+        "journey": new.journey,
+        "run_id": new.run_id,
+        "step": new.step,
+        "template": new.template,
+        "variant": new.variant,
+        "status": "queued",
+        "reason": "",
+        "attempts": 0,
+        "parts": 1,
+        "next_attempt_at": at,
+        "content": new.content,
+        "created_at": at,
+        "updated_at": at,
+    }
+
+
 class SqlDeliveryRepository:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
@@ -81,25 +103,7 @@ class SqlDeliveryRepository:
 
     def create(self, new: NewDelivery, at: datetime) -> tuple[DeliveryRecord, bool]:
         """The row for ``new.key``, created ``queued`` unless it exists; (row, created)."""
-        values = {
-            "key": new.key,
-            "lead_id": new.lead_id,
-            "channel": new.channel,
-            "address": new.address,
-            "journey": new.journey,
-            "run_id": new.run_id,
-            "step": new.step,
-            "template": new.template,
-            "variant": new.variant,
-            "status": "queued",
-            "reason": "",
-            "attempts": 0,
-            "parts": 1,
-            "next_attempt_at": at,
-            "content": new.content,
-            "created_at": at,
-            "updated_at": at,
-        }
+        values = _queued(new, at)
         maker = pg_insert if self.pg else sqlite_insert
         statement = maker(deliveries).values(values).on_conflict_do_nothing()
         inserted = self.conn.execute(statement.returning(deliveries.c.id)).first()
@@ -112,30 +116,9 @@ class SqlDeliveryRepository:
         if not rows:
             return 0
         maker = pg_insert if self.pg else sqlite_insert
-        values = [
-            {
-                "key": new.key,
-                "lead_id": new.lead_id,
-                "channel": new.channel,
-                "address": new.address,
-                "journey": new.journey,
-                "run_id": new.run_id,
-                "step": new.step,
-                "template": new.template,
-                "variant": new.variant,
-                "status": "queued",
-                "reason": "",
-                "attempts": 0,
-                "parts": 1,
-                "next_attempt_at": at,
-                "content": new.content,
-                "created_at": at,
-                "updated_at": at,
-            }
-            for new in rows
-        ]
+        values = [_queued(new, at) for new in rows]
         if self.pg:
-            payload = json.dumps(values, default=_iso)
+            payload = _json(values)
             return max(self.conn.execute(_CREATE_PG, {"rows": payload}).rowcount, 0)
         result = self.conn.execute(maker(deliveries).on_conflict_do_nothing(), values)
         return max(result.rowcount, 0)

@@ -8,19 +8,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import (
+    ColumnElement,
     Connection,
+    String,
     and_,
     bindparam,
     case,
     func,
     insert,
+    or_,
     select,
     text,
-    tuple_,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from leadflow.adapters.db.tables import (
@@ -65,6 +67,24 @@ _START_RUNS_PG = text(
     ON CONFLICT (journey, lead_id, entry) DO NOTHING
     """
 )
+_TRAITS_PG = text(
+    """
+    UPDATE leads AS l SET traits = l.traits || v.patch, updated_at = v.at
+    FROM json_to_recordset(CAST(:rows AS json)) AS v(id bigint, patch jsonb, at timestamptz)
+    WHERE l.id = v.id
+    """
+)
+_COUPONS_PG = text(
+    """
+    INSERT INTO coupons (offer, lead_id, code, expires_at, created_at)
+    SELECT offer, lead_id, code, expires_at, created_at
+    FROM json_to_recordset(CAST(:rows AS json)) AS v(
+        offer text, lead_id bigint, code text, expires_at timestamptz, created_at timestamptz
+    )
+    ON CONFLICT (offer, lead_id) DO UPDATE SET offer = EXCLUDED.offer
+    RETURNING id, offer, code, lead_id, created_at, expires_at, redeemed_at
+    """
+)
 _LOG_PG = text(
     """
     INSERT INTO journey_log (run_id, lead_id, journey, step, outcome, detail, at)
@@ -77,10 +97,9 @@ _LOG_PG = text(
 )
 
 
-def _iso(value: object) -> str:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+def _json(value: object) -> str:
+    """JSON text for a json_to_recordset parameter (datetimes in ISO 8601)."""
+    return orjson.dumps(value, default=str).decode()
 
 
 @dataclass(slots=True)
@@ -206,12 +225,42 @@ class SqlJourneyRepository:
                 found[lead] = (bool(active), finished, int(entry or 0))
         return found
 
+    def date_candidates(
+        self, journey: str, trait: str, prefixes: Sequence[str], since: datetime, limit: int
+    ) -> list[int]:
+        """Live leads whose trait starts with one of the ISO dates and that entered no run of
+        the journey since ``since``; bound parameters only, the trait name included."""
+        value: ColumnElement[Any]
+        if self.pg:
+            value = leads.c.traits.op("->>", return_type=String())(bindparam("trait", trait))
+        else:
+            value = func.json_extract(
+                leads.c.traits, bindparam("path", f'$."{trait}"'), type_=String()
+            )
+        matches = [value.like(f"{p}%") for p in prefixes]
+        recent = (
+            select(journey_runs.c.id)
+            .where(
+                journey_runs.c.journey == journey,
+                journey_runs.c.lead_id == leads.c.id,
+                journey_runs.c.entered_at >= since,
+            )
+            .exists()
+        )
+        query = (
+            select(leads.c.id)
+            .where(leads.c.merged_into.is_(None), or_(*matches), ~recent)
+            .order_by(leads.c.id)
+            .limit(limit)
+        )
+        return list(self.conn.scalars(query))
+
     def start_runs(self, rows: Sequence[dict[str, Any]]) -> int:
         """Insert new runs; a run that already exists (same journey, lead, entry) is skipped."""
         if not rows:
             return 0
         if self.pg:
-            payload = json.dumps(list(rows), default=_iso)
+            payload = _json(list(rows))
             return max(self.conn.execute(_START_RUNS_PG, {"rows": payload}).rowcount, 0)
         result = self.conn.execute(sqlite_insert(journey_runs).on_conflict_do_nothing(), list(rows))
         return max(result.rowcount, 0)
@@ -259,7 +308,7 @@ class SqlJourneyRepository:
         if not rows:
             return
         if self.pg:
-            payload = json.dumps([{**r, "id": r["run_id"]} for r in rows], default=_iso)
+            payload = _json([{**r, "id": r["run_id"]} for r in rows])
             self.conn.execute(_UPDATE_RUNS_PG, {"rows": payload})
             return
         values: dict[str, Any] = {key: bindparam(f"v_{key}") for key in _RUN_MOVES}
@@ -282,7 +331,7 @@ class SqlJourneyRepository:
         if not rows:
             return
         if self.pg:
-            self.conn.execute(_LOG_PG, {"rows": json.dumps(list(rows), default=_iso)})
+            self.conn.execute(_LOG_PG, {"rows": _json(list(rows))})
         else:
             self.conn.execute(insert(journey_log), list(rows))
 
@@ -349,16 +398,16 @@ class SqlJourneyRepository:
         if not changes:
             return
         if self.pg:
-            statement = text(
-                "UPDATE leads SET traits = traits || CAST(:patch AS jsonb), updated_at = :at "
-                "WHERE id = :id"
-            )
-        else:
-            statement = text(
-                "UPDATE leads SET traits = json_patch(traits, :patch), updated_at = :at "
-                "WHERE id = :id"
-            )
-        stamp = at if self.pg else at.astimezone(UTC).replace(tzinfo=None)
+            rows_pg = [
+                {"id": lead, "patch": traits, "at": at.isoformat()}
+                for lead, traits in sorted(changes.items())
+            ]
+            self.conn.execute(_TRAITS_PG, {"rows": _json(rows_pg)})
+            return
+        statement = text(
+            "UPDATE leads SET traits = json_patch(traits, :patch), updated_at = :at WHERE id = :id"
+        )
+        stamp = at.astimezone(UTC).replace(tzinfo=None)  # SQLite keeps naive UTC
         rows = [
             {"id": lead, "patch": json.dumps(traits, default=str), "at": stamp}
             for lead, traits in sorted(changes.items())
@@ -394,19 +443,27 @@ class SqlJourneyRepository:
         one for the offer already; keyed by (offer, lead id)."""
         if not wanted:
             return {}
-        maker = pg_insert if self.pg else sqlite_insert
         rows = [
             {"offer": o, "lead_id": lead, "code": code, "expires_at": exp, "created_at": at}
             for o, lead, code, exp in wanted
         ]
-        self.conn.execute(
-            maker(coupons).on_conflict_do_nothing(index_elements=["offer", "lead_id"]), rows
-        )
-        pairs = sorted({(o, lead) for o, lead, _c, _e in wanted})
         found: dict[tuple[str, int], dict[str, Any]] = {}
-        for start in range(0, len(pairs), _CHUNK):
-            chunk = pairs[start : start + _CHUNK]
-            query = select(coupons).where(tuple_(coupons.c.offer, coupons.c.lead_id).in_(chunk))
+        if self.pg:  # the upsert returns the new rows and the ones that were there
+            result = self.conn.execute(_COUPONS_PG, {"rows": _json(rows)})
+            for row in result:
+                found[(row.offer, row.lead_id)] = _coupon(row)
+            return found
+        statement = sqlite_insert(coupons).on_conflict_do_nothing(
+            index_elements=["offer", "lead_id"]
+        )
+        self.conn.execute(statement, rows)
+        offers = sorted({o for o, _lead, _c, _e in wanted})
+        leads_wanted = sorted({lead for _o, lead, _c, _e in wanted})
+        for start in range(0, len(leads_wanted), _CHUNK):
+            query = select(coupons).where(
+                coupons.c.lead_id.in_(leads_wanted[start : start + _CHUNK]),
+                coupons.c.offer.in_(offers),
+            )
             for row in self.conn.execute(query):
                 found[(row.offer, row.lead_id)] = _coupon(row)
         return found

@@ -47,7 +47,7 @@ SCORE_COLUMNS = (
     leads.c.sla_due_at,
     leads.c.next_review_at,
 )
-WRITTEN = tuple(c for c in (*PROFILE_COLUMNS, *SCORE_COLUMNS) if c.name != "p_convert")
+WRITTEN = (*PROFILE_COLUMNS, *SCORE_COLUMNS)
 PROFILE_NAMES = frozenset(c.name for c in PROFILE_COLUMNS)
 WRITTEN_FROM = tuple((c.name, c.name in PROFILE_NAMES) for c in WRITTEN)
 
@@ -254,13 +254,15 @@ _SAVE_PG = text(
         first_touch = t.first_touch, first_source_id = t.first_source_id,
         stage = t.stage, version = t.version, score_state = t.score_state,
         fit_score = t.fit_score, fit_grade = t.fit_grade, engagement_score = t.engagement_score,
-        scored_at = t.scored_at, model_version = t.model_version, mql_at = t.mql_at,
+        p_convert = t.p_convert, scored_at = t.scored_at, model_version = t.model_version,
+        mql_at = t.mql_at,
         sla_due_at = t.sla_due_at, next_review_at = t.next_review_at, updated_at = :at
     FROM json_to_recordset(CAST(:rows AS json)) AS t(
         b_id bigint, traits jsonb, email text, phone text, account_id bigint,
         first_seen_at timestamptz, last_seen_at timestamptz, first_touch jsonb,
         first_source_id bigint, stage text, version int, score_state jsonb, fit_score float8,
-        fit_grade text, engagement_score float8, scored_at timestamptz, model_version text,
+        fit_grade text, engagement_score float8, p_convert float8, scored_at timestamptz,
+        model_version text,
         mql_at timestamptz, sla_due_at timestamptz, next_review_at timestamptz
     )
     WHERE leads.id = t.b_id

@@ -312,6 +312,7 @@ class Delivery(Base):
     __table_args__ = (
         Index("ix_deliveries_due", "status", "next_attempt_at"),
         Index("ix_deliveries_journey_step", "journey", "step"),
+        Index("ix_deliveries_run", "run_id"),
     )
 
 

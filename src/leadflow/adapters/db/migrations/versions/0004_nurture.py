@@ -113,6 +113,7 @@ def upgrade() -> None:
     with op.batch_alter_table("deliveries", schema=None) as batch_op:
         batch_op.create_index("ix_deliveries_due", ["status", "next_attempt_at"], unique=False)
         batch_op.create_index("ix_deliveries_journey_step", ["journey", "step"], unique=False)
+        batch_op.create_index("ix_deliveries_run", ["run_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_deliveries_lead_id"), ["lead_id"], unique=False)
         batch_op.create_index(
             batch_op.f("ix_deliveries_provider_id"), ["provider_id"], unique=False
@@ -210,6 +211,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_deliveries_provider_id"))
         batch_op.drop_index(batch_op.f("ix_deliveries_lead_id"))
         batch_op.drop_index("ix_deliveries_journey_step")
+        batch_op.drop_index("ix_deliveries_run")
         batch_op.drop_index("ix_deliveries_due")
 
     op.drop_table("deliveries")

@@ -215,6 +215,7 @@ class DeliveryRecord:
     opened_at: datetime | None = None
     clicked_at: datetime | None = None
     replied_at: datetime | None = None
+    unsubscribed_at: datetime | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -238,6 +239,7 @@ class DeliveryRecord:
             "opened_at": _iso(self.opened_at),
             "clicked_at": _iso(self.clicked_at),
             "replied_at": _iso(self.replied_at),
+            "unsubscribed_at": _iso(self.unsubscribed_at),
         }
 
 

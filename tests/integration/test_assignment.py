@@ -3,6 +3,7 @@ survives a restart; a person can override; the API shows the rep and the SLA due
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,7 +17,7 @@ from leadflow.api.app import create_app
 from leadflow.cli.main import app as cli
 from leadflow.jobs.outbox import dispatch
 from leadflow.jobs.webhooks import handoff_consumers
-from tests.integration.scoring_support import T0, Clock, identify, ingest, lead_id
+from tests.integration.scoring_support import T0, Clock, identify, ingest, lead_id, track
 
 SALES = {
     "reps": [
@@ -155,3 +156,41 @@ def test_the_handoff_payload_names_the_rep(opener: Any, clock: Clock) -> None:
     app.move_stage(lead, "sal", "meets_criteria", actor="user:ada")
     rep = app.handoff_payload(lead)["data"]["assigned_rep"]
     assert (rep["name"], rep["email"], rep["rule"]) == ("Ada", "ada@example.com", "territory")
+
+
+def test_the_sales_queue_ranks_mqls_with_their_rep_sla_and_reasons(
+    opener: Any, clock: Clock, settings: Settings
+) -> None:
+    app = opener()
+    source = app.ensure_source("website")
+    first = new_mql(app, clock, "q1", email="q1@acme.com", state="CA", country="US")
+    second = new_mql(app, clock, "q2", email="q2@acme.com", industry="software",
+                     company_size=200, title="VP Sales", country="US")  # fmt: skip
+    ingest(app, source, track("q2", "Demo Requested", clock.now()))  # more engaged than q1
+    third = new_mql(app, clock, "q3", email="q3@acme.com")
+    queue = app.sales_queue()
+    assert [item["lead_id"] for item in queue][:1] == [second]
+    assert {item["lead_id"] for item in queue} == {first, second, third}
+    assert [item["rank"] for item in queue] == [1, 2, 3]
+    top = queue[0]
+    assert top["rep"] is not None and not top["overdue"]
+    assert top["why"]["top_rules"][0]["rule"] == "demo-request"
+    ada = app.sales_queue(rep="Ada")
+    assert [item["lead_id"] for item in ada] == [first]
+    with pytest.raises(NotFound, match="rep: no sales rep named 'Zed'; reps: Ada, Bo, Cy"):
+        app.sales_queue(rep="Zed")
+    clock.advance(hours=25)  # past the 24h SLA
+    assert all(item["overdue"] for item in app.sales_queue())
+    app.decide(second, "accept", "meets_criteria")
+    assert second not in {item["lead_id"] for item in app.sales_queue()}
+    with TestClient(create_app(settings, app)) as client:
+        answer = client.get("/api/queue", params={"rep": "Ada"})
+        assert answer.status_code == 200 and answer.json()[0]["lead_id"] == first
+        assert client.get("/api/queue", params={"rep": "Zed"}).status_code == 404
+    result = CliRunner().invoke(
+        cli,
+        ["--db", settings.database_url, "queue", "--json"],
+        env={"LEADFLOW_HOME": str(settings.home)},
+    )
+    assert result.exit_code == 0, result.output
+    assert {item["lead_id"] for item in json.loads(result.output)} == {first, third}

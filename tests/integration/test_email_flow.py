@@ -99,6 +99,7 @@ def test_send_track_and_unsubscribe(app: Leadflow, server: CaptureServer, clock:
     assert events_named(app, lead_id, EMAIL_CLICKED)[0]["url"] == "https://acme.test/pricing"
     tracked = app.deliveries(lead_id)[0]
     assert tracked.id == first and tracked.opened_at == tracked.clicked_at == clock.now()
+    assert tracked.unsubscribed_at == clock.now()
 
     queue(app, lead_id, "run:1:news:2")
     with app.email_sender() as again:

@@ -326,10 +326,14 @@ def test_journey_report_counts_sends_per_step(app: Leadflow, messaging: Messagin
         lead = _lead(app, f"ab{index}", email=f"ab{index}@example.com")
         app.move_stage(lead, "mql", "test")
     _work(app, messaging)
+    app.move_stage(lead, "sal", "accepted")
+    app.move_stage(lead, "sql", "qualified")  # the last lead converts after its message
     found = app.journey_report("ab")
     assert found["runs"] == {"done": 6}
     assert sum(row["sent"] for row in found["steps"]) == 6
     assert {row["variant"] for row in found["steps"]} <= {"a", "b"}
+    assert sum(row["converted"] for row in found["steps"]) == 1
+    assert sum(row["unsubscribed"] for row in found["steps"]) == 0
 
 
 def test_an_event_starts_its_journey(app: Leadflow, messaging: Messaging, clock: Clock) -> None:

@@ -13,6 +13,7 @@ from leadflow.api import errors, leads, lifecycle, predict, privacy, sources, tr
 from leadflow.api import handoff as handoff_api
 from leadflow.api import journeys as journeys_api
 from leadflow.api import messages as email_api
+from leadflow.api import reports as reports_api
 from leadflow.api import segments as segments_api
 from leadflow.api import sms as sms_api
 from leadflow.api import webhooks as webhooks_api
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None, leadflow: Leadflow | None = Non
     app.include_router(predict.router)
     app.include_router(journeys_api.router)
     app.include_router(privacy.router)
+    app.include_router(reports_api.router)
     if core.settings.api_token:
         app.add_middleware(ApiToken, token=core.settings.api_token)  # type: ignore[arg-type]
 

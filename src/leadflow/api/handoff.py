@@ -54,3 +54,12 @@ def payload(request: Request, lead_id: int) -> dict[str, Any]:
 @router.get("/leads/{lead_id}/assignment", summary="The lead's sales rep and SLA due time")
 def assignment(request: Request, lead_id: int) -> dict[str, Any]:
     return leadflow_of(request).assignment(lead_id)
+
+
+@router.get("/queue", summary="The sales queue: MQLs best first, with their rep, SLA and why")
+def sales_queue(
+    request: Request,
+    rep: Annotated[str | None, Query(description="Only this rep's MQLs")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> list[dict[str, Any]]:
+    return leadflow_of(request).sales_queue(rep, limit)

@@ -13,7 +13,7 @@ from sqlalchemy.exc import OperationalError
 from leadflow.adapters.db import migrate
 from leadflow.adapters.db.models import SqlModelRepository
 from leadflow.adapters.db.segments import SqlSegmentRepository
-from leadflow.bootstrap.handoff import Handoff
+from leadflow.bootstrap.reports import Reports
 from leadflow.config import Settings
 from leadflow.domain.errors import StoreUnavailable
 from leadflow.services import segments as segment_service
@@ -21,7 +21,7 @@ from leadflow.services import segments as segment_service
 __all__ = ["Leadflow", "open_leadflow"]
 
 
-class Leadflow(Handoff):
+class Leadflow(Reports):
     """leadflow as a library: every use case, over one database."""
 
     def migrate(self) -> None:

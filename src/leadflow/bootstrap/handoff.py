@@ -136,3 +136,38 @@ class Handoff(Channels):
             repo.sync_reps(self.handoff_config.reps)
             live = self._live(conn, lead_id)
             return assignment_service.assign_to(repo, live, rep_name, self.clock.now())
+
+    def sales_queue(self, rep: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """The MQLs waiting for sales, best first (predicted probability, engagement, fit,
+        oldest MQL), each with its rep, its SLA and why it is an MQL; ``rep``: only theirs."""
+        if rep is not None and rep not in {r.name for r in self.sales_reps()}:
+            known = ", ".join(sorted(r.name for r in self.sales_reps())) or "none configured"
+            raise NotFound(f"rep: no sales rep named {rep!r}; reps: {known}")
+        now = self.clock.now()
+        with self.engine.connect() as conn:
+            found = handoff_db.queue_ids(conn, rep, limit)
+            views = SqlLeadRepository(conn).views([lead for lead, _ in found])
+        items = []
+        for rank, (lead_id, owner) in enumerate(found, start=1):
+            lead = views[lead_id]
+            why = handoff_service.explanation_summary(self.explain(lead_id))
+            items.append(
+                {
+                    "rank": rank,
+                    "lead_id": lead_id,
+                    "email": lead.email,
+                    "name": " ".join(
+                        str(lead.traits.get(k, "")) for k in ("first_name", "last_name")
+                    ).strip(),
+                    "company": lead.traits.get("company"),
+                    "fit_grade": lead.fit_grade,
+                    "engagement": round(lead.engagement_score, 2),
+                    "p_convert": lead.p_convert,
+                    "rep": owner,
+                    "mql_at": lead.mql_at.isoformat() if lead.mql_at else None,
+                    "sla_due_at": lead.sla_due_at.isoformat() if lead.sla_due_at else None,
+                    "overdue": bool(lead.sla_due_at and lead.sla_due_at < now),
+                    "why": why,
+                }
+            )
+        return items

@@ -9,8 +9,9 @@ from typing import Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
-from leadflow.cli.common import group, print_json, stderr, store
+from leadflow.cli.common import group, print_json, stderr, stdout, store
 from leadflow.services.handoff import CSV_COLUMNS
 
 app = group("The sales handoff: the payload a CRM receives, and CSV exports for CRM imports.")
@@ -68,3 +69,32 @@ def payload(
     """Print the JSON payload a handoff of this lead would carry now (docs/handoff.md)."""
     with store(ctx) as leadflow:
         print_json(leadflow.handoff_payload(lead_id))
+
+
+def queue(
+    ctx: typer.Context,
+    rep: Annotated[str | None, typer.Option("--rep", help="Only this rep's MQLs.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500, help="How many to show.")] = 20,
+    json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """The sales queue: MQLs best first (predicted probability, engagement, fit), with
+    their rep, SLA and why; accept or reject with `leadflow leads accept|reject ID`."""
+    with store(ctx) as leadflow:
+        found = leadflow.sales_queue(rep, limit)
+    if json:
+        print_json(found)
+        return
+    table = Table("#", "lead", "who", "grade", "engagement", "p_convert", "rep", "SLA", "why")
+    for item in found:
+        why = item["why"]
+        reasons = "; ".join(f"{r['rule']} {r['points']:g}" for r in why["top_rules"][:3])
+        fired = why["fired"][0] if why["fired"] else ""
+        sla = "overdue" if item["overdue"] else (item["sla_due_at"] or "-")[:16]
+        p = item["p_convert"]
+        table.add_row(
+            str(item["rank"]), str(item["lead_id"]), item["email"] or item["name"] or "-",
+            item["fit_grade"] or "-", f"{item['engagement']:g}",
+            "-" if p is None else f"{p:.0%}", item["rep"] or "-", sla,
+            " | ".join(x for x in (fired, reasons) if x),
+        )  # fmt: skip
+    stdout().print(table if found else "no MQLs waiting for sales")

@@ -146,12 +146,14 @@ def report(ctx: typer.Context, name: NameArg, json: JsonOption = False) -> None:
     out = stdout()
     out.print(f"[bold]{name}[/]  runs {found['runs']}  exits {found['exits']}")
     table = Table("step", "variant", "sent", "delivered", "skipped", "failed", "opened",
-                  "clicked", "replied", "open rate", "click rate")  # fmt: skip
+                  "clicked", "replied", "unsubscribed", "converted", "open rate",
+                  "click rate")  # fmt: skip
     for row in found["steps"]:
         table.add_row(
             row["step"], row["variant"] or "-", str(row["sent"]), str(row["delivered"]),
             str(row["skipped"]), str(row["failed"]), str(row["opened"]), str(row["clicked"]),
-            str(row["replied"]), _pct(row["open_rate"]), _pct(row["click_rate"]),
+            str(row["replied"]), str(row["unsubscribed"]), str(row["converted"]),
+            _pct(row["open_rate"]), _pct(row["click_rate"]),
         )  # fmt: skip
     out.print(table)
     for test in found["ab_tests"]:

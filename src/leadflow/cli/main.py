@@ -25,6 +25,7 @@ from leadflow.cli import (
 from leadflow.cli import email as email_cli
 from leadflow.cli import handoff as handoff_cli
 from leadflow.cli import journeys as journeys_cli
+from leadflow.cli import reports as reports_cli
 from leadflow.cli import segments as segments_cli
 from leadflow.cli import sms as sms_cli
 from leadflow.cli import suppressions as suppressions_cli
@@ -98,6 +99,8 @@ app.add_typer(suppressions_cli.app, name="suppressions")
 app.add_typer(sms_cli.app, name="sms")
 app.add_typer(webhooks_cli.app, name="webhooks")
 app.add_typer(handoff_cli.app, name="handoff")
+app.add_typer(reports_cli.app, name="report")
+app.command("queue")(handoff_cli.queue)
 app.add_typer(journeys_cli.app, name="journeys")
 app.add_typer(journeys_cli.offers_app, name="offers")
 app.add_typer(journeys_cli.consent_app, name="consent")

@@ -39,7 +39,7 @@ STEP_KINDS = (
 CONDITION_KINDS = ("opened", "clicked", "replied", "segment", "stage", "trait", "unsubscribed")
 TRIGGER_KINDS = ("stage", "segment", "event", "score", "date")
 SCORES = ("engagement", "fit", "p_convert")
-METRICS = ("opened", "clicked", "replied")
+METRICS = ("opened", "clicked", "replied", "converted")
 
 
 class JourneyError(ValidationError):

@@ -219,6 +219,7 @@ def unsubscribe(
     new = consents.suppress(Channel.EMAIL, address, "unsubscribed", at, lead_id, detail)
     if not new:
         return Unsubscribed(address, lead_id, False, [])
+    deliveries.mark_first(delivery.id, "unsubscribed_at", at)
     proof = {"delivery_id": delivery.id, "method": method, "address": address}
     consents.record(
         [ConsentRecord(lead_id, Channel.EMAIL, ConsentStatus.REVOKED, "unsubscribe", at, proof)]

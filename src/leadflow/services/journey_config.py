@@ -121,6 +121,8 @@ def report(
                 "open_rate": _rate(int(row["opened"]), sent),
                 "click_rate": _rate(int(row["clicked"]), sent),
                 "reply_rate": _rate(int(row["replied"]), sent),
+                "unsubscribe_rate": _rate(int(row["unsubscribed"]), sent),
+                "conversion_rate": _rate(int(row["converted"]), sent),
             }
         )
     return {
@@ -141,7 +143,7 @@ def _ab_tests(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     for step, variants in sorted(by_step.items()):
         if len(variants) < 2:
             continue
-        for metric in ("opened", "clicked", "replied"):
+        for metric in ("opened", "clicked", "replied", "converted"):
             ranked = sorted(
                 variants, key=lambda r: int(r[metric]) / max(1, int(r["sent"])), reverse=True
             )

@@ -41,7 +41,9 @@ def _json(value: object) -> str:
     return orjson.dumps(value, default=str).decode()
 
 
-FIRST_TIME_COLUMNS = frozenset({"opened_at", "clicked_at", "replied_at", "delivered_at"})
+FIRST_TIME_COLUMNS = frozenset(
+    {"opened_at", "clicked_at", "replied_at", "delivered_at", "unsubscribed_at"}
+)
 
 
 def delivery_of(row: RowMapping) -> DeliveryRecord:
@@ -70,6 +72,7 @@ def delivery_of(row: RowMapping) -> DeliveryRecord:
         opened_at=row["opened_at"],
         clicked_at=row["clicked_at"],
         replied_at=row["replied_at"],
+        unsubscribed_at=row["unsubscribed_at"],
     )
 
 

@@ -199,3 +199,28 @@ class SqlHandoffRepository:
             )
             query = query.where(leads.c.id.in_(moved))
         return int(self.conn.scalar(query) or 0)
+
+
+def queue_ids(conn: Connection, rep: str | None, limit: int) -> list[tuple[int, str | None]]:
+    """Live MQLs, best first: predicted probability, then engagement, then fit, then the
+    oldest MQL; each with its rep's name (None when unassigned). ``rep``: only theirs."""
+    query = (
+        select(leads.c.id, sales_reps.c.name)
+        .select_from(
+            leads.outerjoin(lead_assignments, lead_assignments.c.lead_id == leads.c.id).outerjoin(
+                sales_reps, sales_reps.c.id == lead_assignments.c.rep_id
+            )
+        )
+        .where(leads.c.stage == "mql", leads.c.merged_into.is_(None))
+        .order_by(
+            leads.c.p_convert.desc().nulls_last(),
+            leads.c.engagement_score.desc(),
+            leads.c.fit_score.desc(),
+            leads.c.mql_at,
+            leads.c.id,
+        )
+        .limit(limit)
+    )
+    if rep is not None:
+        query = query.where(sales_reps.c.name == rep)
+    return [(row.id, row.name) for row in conn.execute(query)]

@@ -35,6 +35,7 @@ from leadflow.adapters.db.tables import (
     outbox,
     segment_members,
     segments,
+    stage_changes,
 )
 from leadflow.ports import OutboxRow
 
@@ -489,8 +490,18 @@ class SqlJourneyRepository:
 
     # reports -----------------------------------------------------------------------------
     def step_report(self, journey: str) -> list[dict[str, Any]]:
-        """Per step and variant: deliveries by status and engagement counts."""
+        """Per step and variant: deliveries by status, engagement counts, unsubscribes, and
+        conversions: leads that reached SQL or beyond after the message was sent."""
         d = deliveries.c
+        converted = (
+            select(stage_changes.c.id)
+            .where(
+                stage_changes.c.lead_id == d.lead_id,
+                stage_changes.c.to_stage.in_(("sql", "opportunity", "customer")),
+                stage_changes.c.at >= d.sent_at,
+            )
+            .exists()
+        )
         query = (
             select(
                 d.step,
@@ -504,6 +515,8 @@ class SqlJourneyRepository:
                 func.count(d.opened_at).label("opened"),
                 func.count(d.clicked_at).label("clicked"),
                 func.count(d.replied_at).label("replied"),
+                func.count(d.unsubscribed_at).label("unsubscribed"),
+                func.count().filter(converted).label("converted"),
             )
             .where(d.journey == journey)
             .group_by(d.step, d.variant)

@@ -308,6 +308,7 @@ class Delivery(Base):
     opened_at: Mapped[datetime | None] = mapped_column(Time)
     clicked_at: Mapped[datetime | None] = mapped_column(Time)
     replied_at: Mapped[datetime | None] = mapped_column(Time)
+    unsubscribed_at: Mapped[datetime | None] = mapped_column(Time)
 
     __table_args__ = (
         Index("ix_deliveries_due", "status", "next_attempt_at"),

@@ -104,6 +104,7 @@ def upgrade() -> None:
         sa.Column("opened_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("clicked_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("replied_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("unsubscribed_at", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["lead_id"], ["leads.id"], name=op.f("fk_deliveries_lead_id_leads"), ondelete="CASCADE"
         ),

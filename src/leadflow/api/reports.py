@@ -1,0 +1,39 @@
+"""/api/reports: the funnel waterfall and the sales SLA, as JSON (docs/reports.md)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+
+from leadflow.api.state import leadflow_of
+
+router = APIRouter(prefix="/api/reports", tags=["reports"])
+
+Since = Annotated[
+    datetime | date | None,
+    Query(description="Start of the window, inclusive (a date is its midnight, UTC)"),
+]
+Until = Annotated[
+    datetime | date | None,
+    Query(description="End of the window, exclusive (a date is its midnight, UTC)"),
+]
+
+
+@router.get("/funnel", summary="Leads per stage, conversion and time in stage, per group")
+def funnel(
+    request: Request,
+    since: Since = None,
+    until: Until = None,
+    group_by: Annotated[
+        str,
+        Query(description="none, cohort_month, source, utm_campaign, segment or journey"),
+    ] = "none",
+) -> dict[str, Any]:
+    return leadflow_of(request).funnel_report(group_by, since, until).to_json()
+
+
+@router.get("/sla", summary="MQLs decided on time, late or not yet; acceptance rate; reasons")
+def sla(request: Request, since: Since = None, until: Until = None) -> dict[str, Any]:
+    return leadflow_of(request).sla_report(since, until).to_json()

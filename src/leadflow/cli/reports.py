@@ -1,0 +1,219 @@
+"""``leadflow report``: the funnel waterfall and the sales SLA, as tables, JSON or CSV."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from datetime import UTC, datetime
+from itertools import pairwise
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from leadflow.cli.common import group, print_json, stdout, store
+from leadflow.services.reports import (
+    FUNNEL_STAGES,
+    VELOCITY_STAGES,
+    FunnelReport,
+    SlaReport,
+)
+
+app = group("Reports over the stage history: the funnel by cohort, source, campaign, segment "
+            "or journey, and the sales SLA (docs/reports.md).")  # fmt: skip
+
+SinceOption = Annotated[
+    str | None,
+    typer.Option(metavar="DATE", help="Start of the window, inclusive (UTC date or time)."),
+]
+UntilOption = Annotated[
+    str | None,
+    typer.Option(metavar="DATE", help="End of the window, exclusive (UTC date or time)."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the report as JSON.")]
+CsvOption = Annotated[bool, typer.Option("--csv", help="Write the report as CSV to stdout.")]
+
+
+def moment_of(value: str | None, option: str) -> datetime | None:
+    """A date (``2025-03-01``) or a date and time, in UTC."""
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{value!r} is not a date like 2025-03-01", param_hint=option
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _format(as_json: bool, as_csv: bool) -> str:
+    if as_json and as_csv:
+        raise typer.BadParameter("choose one of --json and --csv", param_hint="--csv")
+    return "json" if as_json else "csv" if as_csv else "table"
+
+
+def hours(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds / 3600, 2)
+
+
+def share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f}h"
+    return f"{seconds / 86400:.1f}d"
+
+
+# --- funnel ---------------------------------------------------------------------------------
+def funnel_rows(report: FunnelReport) -> list[dict[str, Any]]:
+    """One flat row per group: counts, conversions, and velocity in hours."""
+    rows = []
+    for found in report.groups:
+        row: dict[str, Any] = {"group": found.group, "entered": found.entered}
+        row |= dict(found.reached) | found.conversion
+        for stage in VELOCITY_STAGES:
+            speed = found.velocity.get(stage)
+            row[f"{stage}_median_hours"] = hours(speed.median_seconds) if speed else None
+            row[f"{stage}_p90_hours"] = hours(speed.p90_seconds) if speed else None
+        rows.append(row)
+    return rows
+
+
+def write_csv(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    writer = csv.DictWriter(sys.stdout, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "" if row.get(k) is None else row[k] for k in columns})
+
+
+def funnel_tables(report: FunnelReport) -> list[Table]:
+    counts = Table(title=f"Funnel by {report.group_by} (reached, and share of the stage before)")
+    counts.add_column(report.group_by if report.group_by != "none" else "group")
+    for stage in FUNNEL_STAGES:
+        counts.add_column(stage, justify="right")
+    speeds = Table(title="Time in stage (median / p90)")
+    speeds.add_column(report.group_by if report.group_by != "none" else "group")
+    for stage in VELOCITY_STAGES:
+        speeds.add_column(stage, justify="right")
+    for found in report.groups:
+        rates = [None, *found.conversion.values()]
+        cells = [
+            f"{found.reached[s]}" + (f" ({share(r)})" if i else "")
+            for i, (s, r) in enumerate(zip(FUNNEL_STAGES, rates, strict=True))
+        ]
+        counts.add_row(found.group, *cells)
+        speed = [found.velocity.get(s) for s in VELOCITY_STAGES]
+        speeds.add_row(
+            found.group,
+            *[f"{duration(v.median_seconds)} / {duration(v.p90_seconds)}" if v else "-"
+              for v in speed],
+        )  # fmt: skip
+    return [counts, speeds]
+
+
+@app.command("funnel")
+def funnel(
+    ctx: typer.Context,
+    by: Annotated[
+        str,
+        typer.Option(
+            "--by",
+            metavar="GROUPING",
+            help="none, cohort_month, source, utm_campaign, segment or journey.",
+        ),
+    ] = "none",
+    since: SinceOption = None,
+    until: UntilOption = None,
+    as_json: JsonOption = False,
+    as_csv: CsvOption = False,
+) -> None:
+    """The funnel waterfall of the leads created in the window: per group, how many reached
+    each stage, the conversion from each stage to the next, and the median and p90 time spent
+    in MQL, SAL, SQL and opportunity."""
+    output = _format(as_json, as_csv)
+    start, end = moment_of(since, "--since"), moment_of(until, "--until")
+    with store(ctx) as leadflow:
+        report = leadflow.funnel_report(by, start, end)
+    if output == "json":
+        print_json(report.to_json())
+    elif output == "csv":
+        rows = funnel_rows(report)
+        columns = ["group", "entered", *FUNNEL_STAGES]
+        columns += [f"{a}_to_{b}" for a, b in pairwise(FUNNEL_STAGES)]
+        columns += [f"{s}_{p}_hours" for s in VELOCITY_STAGES for p in ("median", "p90")]
+        write_csv(rows, columns)
+    else:
+        console = stdout()
+        if not report.groups:
+            console.print("no leads in the window")
+        for table in funnel_tables(report):
+            console.print(table)
+
+
+# --- SLA ------------------------------------------------------------------------------------
+SLA_COLUMNS = [
+    "mqls", "decided", "on_time", "late", "overdue", "pending", "closed", "accepted",
+    "rejected", "acceptance_rate", "on_time_rate", "median_decision_hours",
+    "p90_decision_hours", "sla_hours",
+]  # fmt: skip
+
+
+def sla_row(report: SlaReport) -> dict[str, Any]:
+    data = report.to_json()
+    data["median_decision_hours"] = hours(report.median_decision_seconds)
+    data["p90_decision_hours"] = hours(report.p90_decision_seconds)
+    data["sla_hours"] = hours(report.sla_seconds)
+    return data
+
+
+def sla_table(report: SlaReport) -> Table:
+    sla = duration(report.sla_seconds) if report.sla_seconds is not None else "none"
+    table = Table(title=f"Sales SLA ({sla}) of the MQLs that entered in the window")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    rows = [
+        ("MQLs", str(report.mqls)),
+        ("decided on time", str(report.on_time)),
+        ("decided late", str(report.late)),
+        ("undecided, past the SLA", str(report.overdue)),
+        ("undecided, within the SLA", str(report.pending)),
+        ("left MQL without a decision", str(report.closed)),
+        ("accepted / rejected", f"{report.accepted} / {report.rejected}"),
+        ("acceptance rate", share(report.acceptance_rate)),
+        ("on-time rate", share(report.on_time_rate)),
+        ("time to decision, median", duration(report.median_decision_seconds)),
+        ("time to decision, p90", duration(report.p90_decision_seconds)),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    for reason, count in report.rejection_reasons.items():
+        table.add_row(f"rejected: {reason}", str(count))
+    return table
+
+
+@app.command("sla")
+def sla(
+    ctx: typer.Context,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    as_json: JsonOption = False,
+    as_csv: CsvOption = False,
+) -> None:
+    """The sales SLA of the MQLs that entered in the window: decided on time, late, still
+    undecided past the SLA, the acceptance rate, the time to decision and the rejection
+    reasons (the CSV has one row; reasons are in the table and the JSON)."""
+    output = _format(as_json, as_csv)
+    start, end = moment_of(since, "--since"), moment_of(until, "--until")
+    with store(ctx) as leadflow:
+        report = leadflow.sla_report(start, end)
+    if output == "json":
+        print_json(report.to_json())
+    elif output == "csv":
+        write_csv([sla_row(report)], SLA_COLUMNS)
+    else:
+        stdout().print(sla_table(report))

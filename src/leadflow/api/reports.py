@@ -37,3 +37,13 @@ def funnel(
 @router.get("/sla", summary="MQLs decided on time, late or not yet; acceptance rate; reasons")
 def sla(request: Request, since: Since = None, until: Until = None) -> dict[str, Any]:
     return leadflow_of(request).sla_report(since, until).to_json()
+
+
+@router.get("/score-quality", summary="Conversion by score decile, A1-D4 matrix, calibration")
+def score_quality(
+    request: Request,
+    since: Since = None,
+    until: Until = None,
+    outcome: Annotated[str, Query(description="The stage that counts as converted")] = "sql",
+) -> dict[str, Any]:
+    return leadflow_of(request).score_quality_report(outcome, since, until).to_json()

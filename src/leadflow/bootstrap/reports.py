@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from leadflow.adapters.db.reports import SqlReportRepository
+from leadflow.adapters.db.score_quality import SqlScoreQualityRepository
 from leadflow.bootstrap.handoff import Handoff
 from leadflow.services import reports as report_service
+from leadflow.services import score_quality
 
 
 class Reports(Handoff):
@@ -43,3 +45,17 @@ class Reports(Handoff):
             tallies = repo.sla_tallies(start, end, sla, self.clock.now())
             waits = repo.decision_time(start, end)
         return report_service.sla_report(tallies, sla, waits, start, end)
+
+    def score_quality_report(
+        self,
+        outcome: str = "sql",
+        since: datetime | date | None = None,
+        until: datetime | date | None = None,
+    ) -> score_quality.ScoreQuality:
+        """Do higher scores convert more? For leads created in the window: conversion (reached
+        ``outcome`` or later) by engagement decile, by fit grade x engagement band (A1-D4), and
+        the calibration of the predicted probability (bins and Brier score)."""
+        stages = score_quality.outcome_stages(outcome)
+        start, end = report_service.check_window(since, until)
+        with self.engine.connect() as conn:
+            return SqlScoreQualityRepository(conn).report(stages[0], stages, start, end)

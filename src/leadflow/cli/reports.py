@@ -217,3 +217,63 @@ def sla(
         write_csv([sla_row(report)], SLA_COLUMNS)
     else:
         stdout().print(sla_table(report))
+
+
+# --- score quality ----------------------------------------------------------------------------
+@app.command("score-quality")
+def score_quality(
+    ctx: typer.Context,
+    outcome: Annotated[
+        str, typer.Option("--outcome", help="The stage that counts as converted (or later).")
+    ] = "sql",
+    since: SinceOption = None,
+    until: UntilOption = None,
+    as_json: JsonOption = False,
+    as_csv: CsvOption = False,
+) -> None:
+    """Do higher scores convert more? Conversion by engagement decile, the A1-D4 matrix (fit
+    grade x engagement band, 1 = top quarter) and the calibration of the predicted
+    probability (the CSV holds the matrix)."""
+    output = _format(as_json, as_csv)
+    start, end = moment_of(since, "--since"), moment_of(until, "--until")
+    with store(ctx) as leadflow:
+        report = leadflow.score_quality_report(outcome, start, end)
+    data = report.to_json()
+    if output == "json":
+        print_json(data)
+        return
+    if output == "csv":
+        write_csv(data["matrix"], ["cell", "grade", "band", "leads", "converted", "conversion"])
+        return
+    console = stdout()
+    console.print(
+        f"{data['leads']} leads, {data['converted']} reached {outcome} or later "
+        f"({share(data['conversion'])})"
+    )
+    deciles = Table("decile", "leads", "converted", "conversion", "engagement", title="By decile")
+    for row in data["deciles"]:
+        deciles.add_row(
+            str(row["decile"]), str(row["leads"]), str(row["converted"]),
+            share(row["conversion"]), f"{row['min_engagement']:g}-{row['max_engagement']:g}",
+        )  # fmt: skip
+    console.print(deciles)
+    matrix = Table("grade", *(f"band {b}" for b in (1, 2, 3, 4)), title="A1-D4: conversion")
+    cells = {row["cell"]: row for row in data["matrix"]}
+    for grade in ("A", "B", "C", "D"):
+        matrix.add_row(grade, *(_cell(cells[f"{grade}{b}"]) for b in (1, 2, 3, 4)))
+    console.print(matrix)
+    calibration = data["calibration"]
+    if calibration["leads_with_prediction"]:
+        bins = Table("predicted", "leads", "mean predicted", "observed", title="Calibration")
+        for row in calibration["bins"]:
+            low, high = row["range"]
+            bins.add_row(f"{low:.0%}-{high:.0%}", str(row["leads"]),
+                         share(row["mean_predicted"]), share(row["observed"]))  # fmt: skip
+        console.print(bins)
+        console.print(f"Brier score: {calibration['brier']}")
+    else:
+        console.print("no predicted probabilities yet (leadflow model train --activate)")
+
+
+def _cell(row: dict[str, Any]) -> str:
+    return "-" if not row["leads"] else f"{share(row['conversion'])} of {row['leads']}"

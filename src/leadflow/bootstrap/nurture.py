@@ -30,6 +30,7 @@ from leadflow.domain.consent import (
 from leadflow.domain.errors import (
     NotFound,
 )
+from leadflow.domain.events import NormalizedEvent
 from leadflow.ports import (
     Clock,
     DeliveryRecord,
@@ -80,13 +81,9 @@ class Nurture(Predict):
         if not activities:
             return IngestResult()
         source = self._activity_source()
-        with self.engine.connect() as conn:
-            leads_repo = SqlLeadRepository(conn)
-            live = {a.lead_id: leads_repo.survivor_of(a.lead_id) for a in activities}
-            keys = SqlIngestRepository(conn).lead_keys({v for v in live.values() if v})
-        moved = [replace(a, lead_id=live[a.lead_id] or a.lead_id) for a in activities]
         now = self.clock.now()
-        events, _dropped = activity_events(moved, keys, now)
+        with self.engine.connect() as conn:
+            events = self._activity_events(conn, activities, now)
         return self.ingest_normalized(source.id, events, now)
 
     def record_activity_in(
@@ -96,15 +93,25 @@ class Nurture(Predict):
         source = self._write_keys.get(ACTIVITY_SOURCE) or source_service.ensure_source(
             SqlSourceRepository(conn), ACTIVITY_SOURCE, at
         )
+        events = self._activity_events(conn, activities, at)
+        ingestor = Ingestor(
+            SqlIngestRepository(conn), self.qualifier, self.settings.default_phone_region,
+            **self._ingest_options(conn),
+        )  # fmt: skip
+        return ingestor.ingest(source.id, events, at)
+
+    @staticmethod
+    def _activity_events(
+        conn: Connection, activities: Sequence[Activity], at: datetime
+    ) -> list[NormalizedEvent]:
+        """The activities as track events of their live leads (merges followed); those whose
+        lead has no identity left (erased) are dropped."""
         leads_repo = SqlLeadRepository(conn)
         live = {a.lead_id: leads_repo.survivor_of(a.lead_id) for a in activities}
-        repo = SqlIngestRepository(conn)
-        keys = repo.lead_keys({v for v in live.values() if v})
+        keys = SqlIngestRepository(conn).lead_keys({v for v in live.values() if v})
         moved = [replace(a, lead_id=live[a.lead_id] or a.lead_id) for a in activities]
         events, _dropped = activity_events(moved, keys, at)
-        ingestor = Ingestor(repo, self.qualifier, self.settings.default_phone_region,
-                            on_change=self.segment_tracker(conn).leads_changed)  # fmt: skip
-        return ingestor.ingest(source.id, events, at)
+        return events
 
     def _activity_source(self) -> SourceRecord:
         found = self._write_keys.get(ACTIVITY_SOURCE)

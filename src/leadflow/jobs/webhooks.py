@@ -18,8 +18,9 @@ has passed.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 import httpx
 from sqlalchemy import Connection
@@ -31,13 +32,14 @@ from leadflow.bootstrap import Leadflow
 from leadflow.jobs.outbox import Consumer
 from leadflow.ports import OutboxMessage
 from leadflow.services.assignment import assign_mql
-from leadflow.services.handoff import handoff_payload
+from leadflow.services.handoff import HandoffFacts, handoff_payload
 from leadflow.services.journeys import NOTIFY_TOPIC
 from leadflow.services.qualify import STAGE_TOPIC
 from leadflow.services.webhooks import (
     HANDOFF_EVENT,
     TEST_EVENT,
     Answer,
+    Endpoint,
     NewWebhook,
     WebhookSender,
     after_attempt,
@@ -69,25 +71,45 @@ def consume_stage_changes(leadflow: Leadflow) -> Consumer:
     def consume(conn: Connection, rows: Sequence[OutboxMessage], now: datetime) -> None:
         hooks = leadflow.handoff_config.webhooks
         wanted = [r for r in _stage_changes(rows) if hooks.for_stage(str(r.payload["to"]))]
-        if not wanted:
-            return
-        reader = SqlHandoffRepository(conn, leadflow.model, now)
-        queued: list[NewWebhook] = []
-        for row in wanted:
-            assert row.lead_id is not None
-            facts = reader.facts(row.lead_id, hooks.last_touches)
-            if facts is None:
-                continue
-            change = dict(row.payload)
-            payload = handoff_payload(facts, now, change)
-            event_id = event_id_for(STAGE_TOPIC, row.id, row.lead_id, change.get("at"))
-            queued += [
-                NewWebhook(endpoint.name, event_id, HANDOFF_EVENT, facts.lead.id, payload)
-                for endpoint in hooks.for_stage(str(change["to"]))
-            ]
-        SqlWebhookRepository(conn).add(queued, now)
+
+        def payload(facts: HandoffFacts, row: OutboxMessage) -> dict[str, Any]:
+            return handoff_payload(facts, now, dict(row.payload))
+
+        def targets(row: OutboxMessage) -> list[Endpoint]:
+            return hooks.for_stage(str(row.payload["to"]))
+
+        _queue(leadflow, conn, now, wanted, HANDOFF_EVENT, payload, targets)
 
     return consume
+
+
+def _queue(
+    leadflow: Leadflow,
+    conn: Connection,
+    now: datetime,
+    rows: Sequence[OutboxMessage],
+    event_type: str,
+    payload_of: Callable[[HandoffFacts, OutboxMessage], dict[str, Any]],
+    targets: Callable[[OutboxMessage], list[Endpoint]],
+) -> None:
+    """One delivery per outbox row and endpoint, with the lead's payload as it is now; the
+    event id comes from the row, so a row dispatched twice never makes a second one."""
+    if not rows:
+        return
+    hooks = leadflow.handoff_config.webhooks
+    reader = SqlHandoffRepository(conn, leadflow.model, now)
+    queued: list[NewWebhook] = []
+    for row in rows:
+        assert row.lead_id is not None
+        facts = reader.facts(row.lead_id, hooks.last_touches)
+        if facts is None:
+            continue
+        payload = payload_of(facts, row)
+        event_id = event_id_for(row.topic, row.id, row.lead_id, row.payload.get("at"))
+        queued += [
+            NewWebhook(e.name, event_id, event_type, facts.lead.id, payload) for e in targets(row)
+        ]
+    SqlWebhookRepository(conn).add(queued, now)
 
 
 def consume_mql_assignments(leadflow: Leadflow) -> Consumer:
@@ -114,25 +136,16 @@ def consume_journey_notes(leadflow: Leadflow) -> Consumer:
     def consume(conn: Connection, rows: Sequence[OutboxMessage], now: datetime) -> None:
         endpoints = [e for e in leadflow.handoff_config.webhooks.endpoints if e.enabled]
         wanted = [r for r in rows if r.topic == NOTIFY_TOPIC and r.lead_id is not None]
-        if not wanted or not endpoints:
+        if not endpoints:
             return
-        hooks = leadflow.handoff_config.webhooks
-        reader = SqlHandoffRepository(conn, leadflow.model, now)
-        queued: list[NewWebhook] = []
-        for row in wanted:
-            assert row.lead_id is not None
-            facts = reader.facts(row.lead_id, hooks.last_touches)
-            if facts is None:
-                continue
-            payload = handoff_payload(facts, now, None)
-            payload["type"] = JOURNEY_NOTE_EVENT
-            payload["data"]["note"] = dict(row.payload)
-            event_id = event_id_for(NOTIFY_TOPIC, row.id, row.lead_id, row.payload.get("at"))
-            queued += [
-                NewWebhook(e.name, event_id, JOURNEY_NOTE_EVENT, facts.lead.id, payload)
-                for e in endpoints
-            ]
-        SqlWebhookRepository(conn).add(queued, now)
+
+        def payload(facts: HandoffFacts, row: OutboxMessage) -> dict[str, Any]:
+            found = handoff_payload(facts, now, None)
+            found["type"] = JOURNEY_NOTE_EVENT
+            found["data"]["note"] = dict(row.payload)
+            return found
+
+        _queue(leadflow, conn, now, wanted, JOURNEY_NOTE_EVENT, payload, lambda _row: endpoints)
 
     return consume
 

@@ -17,30 +17,19 @@ from pydantic import ValidationError as PydanticValidationError
 from leadflow.domain.campaigns import Journey, JourneyError, parse_journey, two_proportion_p
 from leadflow.domain.errors import ConfigError, Conflict, NotFound, ValidationError
 from leadflow.services.deliveries import NurtureRules
+from leadflow.services.models import _line_of
+from leadflow.services.reports import rate
 
 _PATH_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 
-def _line_of(config_file: Path | None, path: Sequence[str | int]) -> int | None:
-    """The line of the YAML node at ``path`` (the deepest one found)."""
+def _root(config_file: Path | None) -> yaml.Node | None:
     if config_file is None or not config_file.is_file():
         return None
     try:
-        node: Any = yaml.compose(config_file.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
-    except (OSError, yaml.YAMLError):
+        return yaml.compose(config_file.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return None
-    line = None
-    for part in path:
-        if isinstance(node, yaml.MappingNode):
-            found = next((v for k, v in node.value if k.value == str(part)), None)
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
-            found = node.value[part] if part < len(node.value) else None
-        else:
-            found = None
-        if found is None:
-            break
-        node, line = found, found.start_mark.line + 1
-    return line
 
 
 def _parts(path: str) -> list[str | int]:
@@ -49,7 +38,8 @@ def _parts(path: str) -> list[str | int]:
 
 def _placed(message: str, config_file: Path | None) -> str:
     path = message.split(":", 1)[0]
-    line = _line_of(config_file, _parts(path))
+    root = _root(config_file)
+    line = _line_of(root, _parts(path)) if root is not None else None
     where = f"{config_file}:{line}" if line else str(config_file or "leadflow.yaml")
     return f"{where}: {message}"
 
@@ -102,10 +92,6 @@ def summary(
     }
 
 
-def _rate(part: int, whole: int) -> float | None:
-    return round(part / whole, 4) if whole else None
-
-
 def report(
     name: str,
     runs: Mapping[str, int],
@@ -118,11 +104,11 @@ def report(
         rows.append(
             {
                 **{k: row[k] for k in row},
-                "open_rate": _rate(int(row["opened"]), sent),
-                "click_rate": _rate(int(row["clicked"]), sent),
-                "reply_rate": _rate(int(row["replied"]), sent),
-                "unsubscribe_rate": _rate(int(row["unsubscribed"]), sent),
-                "conversion_rate": _rate(int(row["converted"]), sent),
+                "open_rate": rate(int(row["opened"]), sent),
+                "click_rate": rate(int(row["clicked"]), sent),
+                "reply_rate": rate(int(row["replied"]), sent),
+                "unsubscribe_rate": rate(int(row["unsubscribed"]), sent),
+                "conversion_rate": rate(int(row["converted"]), sent),
             }
         )
     return {

@@ -408,6 +408,14 @@ def _row(
     }
 
 
+def _visit(state: dict[str, Any], step: str) -> int:
+    """Count one more pass of the run through ``step``; the count keys the step's effect."""
+    visits = dict(state.get("visits", {}))
+    visits[step] = visit = int(visits.get(step, 0)) + 1
+    state["visits"] = visits
+    return visit
+
+
 def _apply(
     repo: JourneyRepository,
     journey: Journey,
@@ -418,9 +426,7 @@ def _apply(
     batch: _Batch,
 ) -> None:
     if effect.kind == "send":
-        visits = dict(state.get("visits", {}))
-        visits[effect.step] = visit = int(visits.get(effect.step, 0)) + 1
-        state["visits"] = visits
+        visit = _visit(state, effect.step)
         content: dict[str, Any] = {}
         if effect.offer is not None:
             offer = journey.offers[effect.offer]
@@ -448,9 +454,7 @@ def _apply(
     elif effect.kind == "change_stage" and effect.stage is not None:
         batch.stages.append((lead.id, effect.stage, f"journey {journey.name}"))
     elif effect.kind == "adjust_score":
-        visits = dict(state.get("visits", {}))
-        visits[effect.step] = visit = int(visits.get(effect.step, 0)) + 1
-        state["visits"] = visits
+        visit = _visit(state, effect.step)
         payload = {
             "lead_id": lead.id,
             "journey": journey.name,

@@ -13,6 +13,7 @@ from typing import Any
 
 from leadflow.domain.errors import ValidationError
 from leadflow.domain.lifecycle import STAGES
+from leadflow.services.reports import rate
 
 FUNNEL_ORDER = ("lead", "mql", "sal", "sql", "opportunity", "customer")
 GRADES = ("A", "B", "C", "D")
@@ -31,10 +32,6 @@ def outcome_stages(outcome: str) -> tuple[str, ...]:
     return FUNNEL_ORDER[FUNNEL_ORDER.index(stage) :]
 
 
-def _rate(part: int, whole: int) -> float | None:
-    return round(part / whole, 4) if whole else None
-
-
 @dataclass(frozen=True, slots=True)
 class Decile:
     decile: int
@@ -48,7 +45,7 @@ class Decile:
             "decile": self.decile,
             "leads": self.leads,
             "converted": self.converted,
-            "conversion": _rate(self.converted, self.leads),
+            "conversion": rate(self.converted, self.leads),
             "min_engagement": round(self.min_engagement, 2),
             "max_engagement": round(self.max_engagement, 2),
         }
@@ -68,7 +65,7 @@ class Cell:
             "band": self.band,
             "leads": self.leads,
             "converted": self.converted,
-            "conversion": _rate(self.converted, self.leads),
+            "conversion": rate(self.converted, self.leads),
         }
 
 
@@ -85,7 +82,7 @@ class Bin:
             "range": [self.low, self.high],
             "leads": self.leads,
             "mean_predicted": round(self.mean_predicted, 4),
-            "observed": _rate(self.converted, self.leads),
+            "observed": rate(self.converted, self.leads),
         }
 
 
@@ -105,7 +102,7 @@ class ScoreQuality:
             "outcome": self.outcome,
             "leads": self.leads,
             "converted": self.converted,
-            "conversion": _rate(self.converted, self.leads),
+            "conversion": rate(self.converted, self.leads),
             "deciles": [d.to_json() for d in self.deciles],
             "matrix": [c.to_json() for c in self.full_matrix()],
             "calibration": {

@@ -6,9 +6,8 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from sqlalchemy import Connection, and_, func, insert, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from leadflow.adapters.db.engine import insert_ignore
 from leadflow.adapters.db.tables import consents, leads, suppressions
 from leadflow.domain.consent import Channel, ConsentRecord, ConsentStatus
 from leadflow.ports import SuppressionView
@@ -97,8 +96,7 @@ class SqlConsentRepository:
             "lead_id": lead_id,
             "created_at": at,
         }
-        maker = pg_insert if self.conn.dialect.name == "postgresql" else sqlite_insert
-        statement = maker(suppressions).values(values).on_conflict_do_nothing()
+        statement = insert_ignore(self.conn, suppressions, ["channel", "address"]).values(values)
         inserted = self.conn.execute(statement.returning(suppressions.c.id)).first()
         return inserted is not None
 

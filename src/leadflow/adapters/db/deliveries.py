@@ -12,9 +12,8 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Connection, RowMapping, select, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from leadflow.adapters.db.engine import insert_ignore
 from leadflow.adapters.db.tables import deliveries
 from leadflow.ports import DeliveryRecord, NewDelivery
 
@@ -107,8 +106,7 @@ class SqlDeliveryRepository:
     def create(self, new: NewDelivery, at: datetime) -> tuple[DeliveryRecord, bool]:
         """The row for ``new.key``, created ``queued`` unless it exists; (row, created)."""
         values = _queued(new, at)
-        maker = pg_insert if self.pg else sqlite_insert
-        statement = maker(deliveries).values(values).on_conflict_do_nothing()
+        statement = insert_ignore(self.conn, deliveries, ["key"]).values(values)
         inserted = self.conn.execute(statement.returning(deliveries.c.id)).first()
         found = self.by_key(new.key)
         assert found is not None
@@ -118,12 +116,11 @@ class SqlDeliveryRepository:
         """Queue many deliveries at once; keys that exist already are left alone."""
         if not rows:
             return 0
-        maker = pg_insert if self.pg else sqlite_insert
         values = [_queued(new, at) for new in rows]
         if self.pg:
             payload = _json(values)
             return max(self.conn.execute(_CREATE_PG, {"rows": payload}).rowcount, 0)
-        result = self.conn.execute(maker(deliveries).on_conflict_do_nothing(), values)
+        result = self.conn.execute(insert_ignore(self.conn, deliveries, ["key"]), values)
         return max(result.rowcount, 0)
 
     def lease(self, ids: list[int], until: datetime, at: datetime) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -14,6 +14,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import StaticPool
 
 from leadflow.domain.errors import ConfigError
+
+CHUNK = 500  # ids per IN list
 
 
 def _dumps(value: Any) -> str:
@@ -84,6 +86,12 @@ def _sqlite_engine(url: str) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
     return engine
+
+
+def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
+    """``items`` in slices of ``size``: IN lists and bulk statements stay within limits."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def insert_ignore(conn: Connection, table: Table, keys: list[str]) -> Any:

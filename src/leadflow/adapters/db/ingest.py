@@ -17,6 +17,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from leadflow.adapters.db.engine import chunks
 from leadflow.adapters.db.records import LeadRecords, dumps
 from leadflow.adapters.db.tables import (
     accounts,
@@ -31,13 +32,6 @@ from leadflow.domain.identity import IdentityConflict, IdentityKey, Merge
 from leadflow.domain.profiles import merged
 from leadflow.ports import EventRow, NewLead
 
-_CHUNK = 500
-
-
-def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
 
 class SqlIngestRepository(LeadRecords):
     def __init__(self, conn: Connection) -> None:
@@ -49,7 +43,7 @@ class SqlIngestRepository(LeadRecords):
 
     def existing_message_ids(self, source_id: int, message_ids: Sequence[str]) -> set[str]:
         found: set[str] = set()
-        for chunk in _chunks(list(set(message_ids))):
+        for chunk in chunks(list(set(message_ids))):
             query = select(events.c.message_id).where(
                 events.c.source_id == source_id, events.c.message_id.in_(chunk)
             )
@@ -66,7 +60,7 @@ class SqlIngestRepository(LeadRecords):
     def owners(self, keys: Iterable[IdentityKey]) -> dict[IdentityKey, int]:
         by_text = {key.text: key for key in keys}
         found: dict[IdentityKey, int] = {}
-        for chunk in _chunks(list(by_text)):
+        for chunk in chunks(list(by_text)):
             query = select(identities.c.key, identities.c.lead_id).where(
                 identities.c.key.in_(chunk)
             )
@@ -76,7 +70,7 @@ class SqlIngestRepository(LeadRecords):
 
     def lead_keys(self, lead_ids: Iterable[int]) -> dict[int, frozenset[IdentityKey]]:
         grouped: dict[int, set[IdentityKey]] = {}
-        for chunk in _chunks(list(lead_ids)):
+        for chunk in chunks(list(lead_ids)):
             query = select(identities.c.lead_id, identities.c.kind, identities.c.value).where(
                 identities.c.lead_id.in_(chunk)
             )

@@ -23,8 +23,8 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from leadflow.adapters.db.engine import chunks, insert_ignore
 from leadflow.adapters.db.tables import (
     coupons,
     deliveries,
@@ -39,7 +39,6 @@ from leadflow.adapters.db.tables import (
 )
 from leadflow.ports import OutboxRow
 
-_CHUNK = 500
 _RUN_MOVES = ("status", "step", "due_at", "state", "finished_at", "exit_reason", "updated_at")
 _UPDATE_RUNS_PG = text(
     """
@@ -210,8 +209,7 @@ class SqlJourneyRepository:
         """Per lead: (an active run exists, when the last run finished, highest entry)."""
         ids = sorted(set(lead_ids))
         found: dict[int, tuple[bool, datetime | None, int]] = {}
-        for start in range(0, len(ids), _CHUNK):
-            chunk = ids[start : start + _CHUNK]
+        for chunk in chunks(ids):
             query = (
                 select(
                     journey_runs.c.lead_id,
@@ -263,7 +261,8 @@ class SqlJourneyRepository:
         if self.pg:
             payload = _json(list(rows))
             return max(self.conn.execute(_START_RUNS_PG, {"rows": payload}).rowcount, 0)
-        result = self.conn.execute(sqlite_insert(journey_runs).on_conflict_do_nothing(), list(rows))
+        statement = insert_ignore(self.conn, journey_runs, ["journey", "lead_id", "entry"])
+        result = self.conn.execute(statement, list(rows))
         return max(result.rowcount, 0)
 
     def due_runs(self, now: datetime, limit: int) -> list[RunRow]:
@@ -347,7 +346,7 @@ class SqlJourneyRepository:
     def leads(self, lead_ids: Iterable[int]) -> dict[int, LeadBrief]:
         ids = sorted(set(lead_ids))
         found: dict[int, LeadBrief] = {}
-        for start in range(0, len(ids), _CHUNK):
+        for chunk in chunks(ids):
             query = select(
                 leads.c.id,
                 leads.c.stage,
@@ -355,7 +354,7 @@ class SqlJourneyRepository:
                 leads.c.email,
                 leads.c.phone,
                 leads.c.merged_into,
-            ).where(leads.c.id.in_(ids[start : start + _CHUNK]))
+            ).where(leads.c.id.in_(chunk))
             for row in self.conn.execute(query):
                 found[row.id] = LeadBrief(
                     row.id, row.stage, dict(row.traits or {}), row.email, row.phone, row.merged_into
@@ -365,9 +364,9 @@ class SqlJourneyRepository:
     def memberships(self, lead_ids: Iterable[int]) -> dict[int, set[str]]:
         ids = sorted(set(lead_ids))
         found: dict[int, set[str]] = {}
-        for start in range(0, len(ids), _CHUNK):
+        for chunk in chunks(ids):
             query = select(segment_members.c.lead_id, segment_members.c.segment).where(
-                segment_members.c.lead_id.in_(ids[start : start + _CHUNK])
+                segment_members.c.lead_id.in_(chunk)
             )
             for lead, segment in self.conn.execute(query):
                 found.setdefault(lead, set()).add(segment)
@@ -377,14 +376,14 @@ class SqlJourneyRepository:
         """Per run, per step: which of opened/clicked/replied its deliveries saw."""
         ids = sorted(set(run_ids))
         found: dict[int, dict[str, set[str]]] = {}
-        for start in range(0, len(ids), _CHUNK):
+        for chunk in chunks(ids):
             query = select(
                 deliveries.c.run_id,
                 deliveries.c.step,
                 deliveries.c.opened_at,
                 deliveries.c.clicked_at,
                 deliveries.c.replied_at,
-            ).where(deliveries.c.run_id.in_(ids[start : start + _CHUNK]))
+            ).where(deliveries.c.run_id.in_(chunk))
             for run_id, step, opened, clicked, replied in self.conn.execute(query):
                 seen = found.setdefault(run_id, {}).setdefault(step, set())
                 for name, when in (("opened", opened), ("clicked", clicked), ("replied", replied)):
@@ -454,15 +453,13 @@ class SqlJourneyRepository:
             for row in result:
                 found[(row.offer, row.lead_id)] = _coupon(row)
             return found
-        statement = sqlite_insert(coupons).on_conflict_do_nothing(
-            index_elements=["offer", "lead_id"]
-        )
+        statement = insert_ignore(self.conn, coupons, ["offer", "lead_id"])
         self.conn.execute(statement, rows)
         offers = sorted({o for o, _lead, _c, _e in wanted})
         leads_wanted = sorted({lead for _o, lead, _c, _e in wanted})
-        for start in range(0, len(leads_wanted), _CHUNK):
+        for chunk in chunks(leads_wanted):
             query = select(coupons).where(
-                coupons.c.lead_id.in_(leads_wanted[start : start + _CHUNK]),
+                coupons.c.lead_id.in_(chunk),
                 coupons.c.offer.in_(offers),
             )
             for row in self.conn.execute(query):

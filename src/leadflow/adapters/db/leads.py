@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Select, func, or_, select
 
+from leadflow.adapters.db.engine import chunks
 from leadflow.adapters.db.tables import (
     accounts,
     events,
@@ -52,8 +53,7 @@ class SqlLeadRepository:
     def views(self, lead_ids: list[int]) -> dict[int, LeadView]:
         """Several leads at once, by id (absent ids are left out)."""
         found: dict[int, LeadView] = {}
-        for start in range(0, len(lead_ids), 500):
-            chunk = lead_ids[start : start + 500]
+        for chunk in chunks(lead_ids):
             for view in self._views(select(leads).where(leads.c.id.in_(chunk))):
                 found[view.id] = view
         return found

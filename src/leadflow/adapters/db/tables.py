@@ -493,6 +493,37 @@ class LeadAssignment(Base):
     __table_args__ = (Index("ix_lead_assignments_rep", "rep_id", "assigned_at"),)
 
 
+# --- dashboard ---
+class UserRow(Base):
+    """A dashboard user: a hashed password and a role (admin, marketer, sales)."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    password_hash: Mapped[str] = mapped_column(String(300))
+    role: Mapped[str] = mapped_column(String(16))  # admin | marketer | sales
+    rep_id: Mapped[int | None] = mapped_column(ForeignKey("sales_reps.id", ondelete="SET NULL"))
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(Time)
+    last_login_at: Mapped[datetime | None] = mapped_column(Time)
+
+
+class WebSession(Base):
+    """A signed-in browser: the hash of its cookie token, its CSRF token, when it ends."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the cookie
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(Time)
+    expires_at: Mapped[datetime] = mapped_column(Time)
+
+    __table_args__ = (Index("ix_web_sessions_user", "user_id"),)
+
+
 # The Core tables, for the repositories' bulk statements.
 sources = cast_table(Source)
 accounts = cast_table(Account)
@@ -518,3 +549,5 @@ predictive_models = cast_table(PredictiveModelRow)
 webhook_deliveries = cast_table(WebhookDelivery)
 sales_reps = cast_table(SalesRep)
 lead_assignments = cast_table(LeadAssignment)
+users = cast_table(UserRow)
+web_sessions = cast_table(WebSession)

@@ -26,7 +26,7 @@ $(NODE_STAMP): package.json package-lock.json
 	touch $(NODE_STAMP)
 
 demo: $(STAMP)
-	$(BIN)/leadflow demo
+	$(BIN)/leadflow demo --screenshots docs/screenshots
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -25,14 +25,12 @@ import argparse
 import os
 import tempfile
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import text
 
-from _common import database
+from _common import best, database
 from leadflow import Settings, open_leadflow
 from leadflow.adapters.db.segments import SqlSegmentRepository
 from leadflow.domain.segments import parse_tree
@@ -78,15 +76,6 @@ SELECT 1, 'm' || j, 1 + abs(hashint4(j)) % :leads, 'track',
        :now, '{}', '{}'
 FROM generate_series(1, :events) AS j
 """
-
-
-def best(repeat: int, run: Callable[[], Any]) -> tuple[float, Any]:
-    times, result = [], None
-    for _ in range(repeat):
-        started = time.perf_counter()
-        result = run()
-        times.append(time.perf_counter() - started)
-    return min(times), result
 
 
 def load(url: str, leads: int, events: int) -> None:

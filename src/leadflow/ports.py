@@ -425,6 +425,11 @@ class LeadFilter:
     source_id: int | None = None
     account_group_id: str | None = None
     seen_since: datetime | None = None
+    grade: str | None = None
+
+
+# How a page of leads can be ordered (best first, ties newest first); newest is by id.
+LEAD_SORTS = ("newest", "engagement", "fit", "p_convert")
 
 
 @dataclass(slots=True)
@@ -432,6 +437,7 @@ class LeadPage:
     items: list[LeadView]
     next_after: int | None
     total: int | None = None
+    next_cursor: str | None = None  # the ``cursor`` of the next page, in any sort order
 
 
 @dataclass(frozen=True, slots=True)
@@ -501,7 +507,10 @@ class ConflictView:
 class LeadRepository(Protocol):
     def get(self, lead_id: int) -> LeadView | None: ...
     def survivor_of(self, lead_id: int) -> int | None: ...
-    def page(self, filters: LeadFilter, limit: int, after: int | None, count: bool) -> LeadPage: ...
+    def page(
+        self, filters: LeadFilter, limit: int, after: int | None, count: bool,
+        sort: str = "newest", key: tuple[float, int] | None = None,
+    ) -> LeadPage: ...  # fmt: skip
     def events(self, lead_id: int, limit: int) -> list[EventView]: ...
     def merges(self, lead_id: int | None) -> list[MergeView]: ...
     def conflicts(self, lead_id: int | None, include_resolved: bool) -> list[ConflictView]: ...

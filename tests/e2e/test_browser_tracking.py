@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import functools
 import json
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,33 +23,19 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-import uvicorn
 from sqlalchemy import select
 
 from leadflow import Leadflow
 from leadflow.adapters.db.tables import Event
 from leadflow.api.app import create_app
 from tests.conftest import need_service
-from tests.e2e.conftest import Server
+from tests.e2e.conftest import Server, chromium, serving
 
 pytestmark = pytest.mark.xdist_group("browser")
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE_DIR = Path(__file__).resolve().parent / "browser"
 BUNDLE_DIR = ROOT / "node_modules" / "@segment" / "analytics-next" / "dist" / "umd"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    # Nothing but 127.0.0.1 resolves: a request elsewhere fails in the browser itself.
-    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-]
 LOCALE = "de-DE"
 TIMEZONE = "America/Chicago"
 UTM = "utm_source=newsletter&utm_medium=email&utm_campaign=spring-launch"
@@ -110,13 +95,6 @@ class Recorder:
         return [e for e in self.exchanges if e.method == method and e.path.startswith(prefix)]
 
 
-def free_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    return sock
-
-
 @dataclass(frozen=True)
 class Recorded:
     server: Server
@@ -128,25 +106,8 @@ def recorded(leadflow: Leadflow) -> Iterator[Recorded]:
     """uvicorn serving create_app() for the test store, its exchanges recorded."""
     source = leadflow.create_source("website")
     recorder = Recorder(create_app(leadflow=leadflow))
-    sock = free_socket()
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        recorder, log_level="warning", lifespan="off", access_log=False, timeout_graceful_shutdown=2
-    )
-    instance = uvicorn.Server(config)
-    thread = threading.Thread(target=instance.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not instance.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
-    try:
-        yield Recorded(Server(f"http://127.0.0.1:{port}", port, source), recorder)
-    finally:
-        instance.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+    with serving(recorder) as (url, port):
+        yield Recorded(Server(url, port, source), recorder)
 
 
 @pytest.fixture
@@ -206,23 +167,10 @@ def site() -> Iterator[Site]:
 # -- the browser ----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Debian's Chromium, headless, driven by Python Playwright (no browser download)."""
-    if not Path(CHROMIUM).exists():
-        need_service(f"{CHROMIUM} is missing: apt-get install -y chromium")
     if not (BUNDLE_DIR / "index.js").exists():
         need_service(f"{BUNDLE_DIR / 'index.js'} is missing: run `npm ci` at the repo root")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        need_service("Python Playwright is missing: pip install -e '.[dev]'")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium() as found:
+        yield found
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import sys
@@ -43,6 +44,19 @@ def test_demo_fills_the_store_of_the_current_folder_and_is_idempotent(tmp_path: 
         assert events and events > 300 * 3
         known = lf.leads(LeadFilter(search="@"), limit=1000).items
         assert known and all(lead.email == lead.email.lower() for lead in known if lead.email)
+        # sales worked the queue: some accepted, some rejected, some still waiting
+        decided = lf.sla_report().to_json()
+        assert decided["accepted"] > 0 and decided["rejected"] > 0 and decided["pending"] > 0
+        assert {s.name for s in lf.segments()} == {"hot-accounts", "pricing-researchers"}
+        users = {u.email: u.role.value for u in lf.users()}
+        assert users == {"admin@demo.leadflow": "admin", "marketer@demo.leadflow": "marketer",
+                         "sales@demo.leadflow": "sales"}  # fmt: skip
+    printed = dict(re.findall(r"(admin@demo\.leadflow)\s+.\s+admin\s+.\s+(\S+)", first.stdout))
+    assert printed, first.stdout
+    with open_leadflow(Settings(database_url=f"sqlite:///{database}")) as lf:
+        assert lf.sign_in(
+            "admin@demo.leadflow", printed["admin@demo.leadflow"]
+        ).user.role.value == ("admin")
 
     second = _demo(tmp_path)
     assert second.returncode == 0, second.stderr

@@ -9,6 +9,7 @@ from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoin
 from starlette.responses import Response
 
 from leadflow import __version__
+from leadflow.api import costs as costs_api
 from leadflow.api import errors, leads, lifecycle, predict, privacy, sources, tracking
 from leadflow.api import handoff as handoff_api
 from leadflow.api import journeys as journeys_api
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None, leadflow: Leadflow | None = Non
     app.include_router(journeys_api.router)
     app.include_router(privacy.router)
     app.include_router(reports_api.router)
+    app.include_router(costs_api.router)
     if core.settings.api_token:
         app.add_middleware(ApiToken, token=core.settings.api_token)  # type: ignore[arg-type]
 

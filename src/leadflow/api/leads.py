@@ -13,7 +13,7 @@ from leadflow.ports import LeadFilter
 router = APIRouter(prefix="/api", tags=["leads"])
 
 
-@router.get("/leads", summary="List leads, newest first, with keyset paging")
+@router.get("/leads", summary="List leads, newest or best first, with keyset paging")
 def list_leads(
     request: Request,
     stage: str | None = None,
@@ -22,15 +22,23 @@ def list_leads(
     source_id: int | None = None,
     account: Annotated[str | None, Query(description="Account group id")] = None,
     seen_since: datetime | None = None,
+    grade: Annotated[str | None, Query(description="Fit grade: A, B, C or D")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     after: Annotated[int | None, Query(description="next_after of the previous page")] = None,
+    sort: Annotated[
+        str, Query(description="newest, engagement, fit or p_convert (best first)")
+    ] = "newest",
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
     count: bool = False,
 ) -> dict[str, Any]:
-    filters = LeadFilter(stage, email, q, source_id, account, seen_since)
-    page = leadflow_of(request).leads(filters, limit=limit, after=after, count=count)
+    filters = LeadFilter(stage, email, q, source_id, account, seen_since, grade)
+    page = leadflow_of(request).leads(
+        filters, limit=limit, after=after, count=count, sort=sort, cursor=cursor
+    )
     return {
         "items": [lead.to_json() for lead in page.items],
         "next_after": page.next_after,
+        "next_cursor": page.next_cursor,
         "total": page.total,
     }
 

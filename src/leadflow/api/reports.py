@@ -1,4 +1,5 @@
-"""/api/reports: the funnel waterfall and the sales SLA, as JSON (docs/reports.md)."""
+"""/api/reports: the funnel waterfall, the sales SLA, score quality, attribution and ROI, as
+JSON (docs/reports.md)."""
 
 from __future__ import annotations
 
@@ -47,3 +48,31 @@ def score_quality(
     outcome: Annotated[str, Query(description="The stage that counts as converted")] = "sql",
 ) -> dict[str, Any]:
     return leadflow_of(request).score_quality_report(outcome, since, until).to_json()
+
+
+Model = Annotated[
+    str, Query(description="first_touch, last_touch, linear or w_shaped (docs/reports.md)")
+]
+By = Annotated[str, Query(description="source, campaign (UTM campaign) or journey")]
+
+
+@router.get("/attribution", summary="Opportunities and revenue credited to what touched them")
+def attribution(
+    request: Request,
+    since: Since = None,
+    until: Until = None,
+    model: Model = "w_shaped",
+    by: By = "source",
+) -> dict[str, Any]:
+    return leadflow_of(request).attribution_report(model, by, since, until).to_json()
+
+
+@router.get("/roi", summary="Cost, leads, cost per stage, attributed revenue and return")
+def roi(
+    request: Request,
+    since: Since = None,
+    until: Until = None,
+    by: By = "source",
+    model: Model = "w_shaped",
+) -> dict[str, Any]:
+    return leadflow_of(request).roi_report(by, since, until, model).to_json()

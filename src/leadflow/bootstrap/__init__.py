@@ -3,7 +3,7 @@
 ``Leadflow`` is the library API. Each method is an edge: it opens a transaction, calls the
 services and commits. The facade is assembled from one class per noun, each building on the
 one before: core (store, sources, ingestion, leads), segments, scoring, predict, nurture
-(consent, journeys), channels (email, SMS) and handoff.
+(consent, journeys), channels (email, SMS), handoff, reports and users.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from sqlalchemy.exc import OperationalError
 from leadflow.adapters.db import migrate
 from leadflow.adapters.db.models import SqlModelRepository
 from leadflow.adapters.db.segments import SqlSegmentRepository
-from leadflow.bootstrap.reports import Reports
+from leadflow.bootstrap.dashboard import Dashboard
 from leadflow.config import Settings
 from leadflow.domain.errors import StoreUnavailable
 from leadflow.services import segments as segment_service
@@ -21,7 +21,7 @@ from leadflow.services import segments as segment_service
 __all__ = ["Leadflow", "open_leadflow"]
 
 
-class Leadflow(Reports):
+class Leadflow(Dashboard):
     """leadflow as a library: every use case, over one database."""
 
     def migrate(self) -> None:

@@ -183,11 +183,16 @@ class Core:
         limit: int = 50,
         after: int | None = None,
         count: bool = False,
+        sort: str = "newest",
+        cursor: str | None = None,
     ) -> LeadPage:
+        """A page of leads: newest first (``after``) or best first by ``sort`` (engagement,
+        fit, p_convert), the next page starting at the page's ``next_cursor``."""
         with self.engine.connect() as conn:
             return lead_service.list_leads(
-                SqlLeadRepository(conn), filters or LeadFilter(), limit, after, count
-            )
+                SqlLeadRepository(conn), filters or LeadFilter(), limit, after, count, sort,
+                cursor,
+            )  # fmt: skip
 
     def lead_events(self, lead_id: int, limit: int = 100) -> list[EventView]:
         with self.engine.connect() as conn:

@@ -7,21 +7,25 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 import uvicorn
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from leadflow.adapters.tracking_client import SendReport, send_over_http
-from leadflow.api.app import create_app
 from leadflow.bootstrap import Leadflow
 from leadflow.cli.common import fail, masked, stdout, store
 from leadflow.cli.demo_nurture import run_demo_nurture
+from leadflow.cli.demo_sales import run_demo_sales
 from leadflow.cli.serve import base_url, port_free
+from leadflow.domain.errors import LeadflowError
 from leadflow.ports import LeadFilter
 from leadflow.simulator import SimulationConfig, simulate
+from leadflow.web import create_site
 
 SOURCE = "demo-website"
 
@@ -30,7 +34,7 @@ SOURCE = "demo-website"
 def background_server(leadflow: Leadflow, host: str, port: int) -> Iterator[uvicorn.Server]:
     """The app under uvicorn in a thread; stopped when the block ends."""
     config = uvicorn.Config(
-        create_app(leadflow=leadflow), host=host, port=port, log_level="warning", lifespan="off"
+        create_site(leadflow=leadflow), host=host, port=port, log_level="warning", lifespan="off"
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="leadflow-demo-server", daemon=True)
@@ -113,6 +117,28 @@ def _top_mqls(leadflow: Leadflow, shown: int = 8) -> Table | str:
     return table
 
 
+def _screenshots(address: str, user: tuple[str, str, str], folder: Path, out: Console) -> None:
+    """The main pages as PNGs, signed in as the demo admin; a missing browser is a warning."""
+    from leadflow.web.screenshots import take_screenshots
+
+    email, _role, password = user
+    try:
+        with Progress(
+            TextColumn("screenshots"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=out, transient=True,
+        ) as progress:  # fmt: skip
+            task = progress.add_task("shots", total=None)
+
+            def advance(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total)
+
+            saved = take_screenshots(address, email, password, folder, progress=advance)
+    except LeadflowError as exc:
+        out.print(f"[yellow]no screenshots: {exc.message}[/]")
+        return
+    out.print(f"{len(saved)} screenshots of the dashboard in {folder}/")
+
+
 def demo(
     ctx: typer.Context,
     leads: Annotated[int, typer.Option(min=10, help="Leads in the simulated company.")] = 3000,
@@ -123,6 +149,13 @@ def demo(
     ] = True,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+    screenshots: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="DIR",
+            help="Save screenshots of the dashboard's main pages there (needs Chromium).",
+        ),
+    ] = None,
 ) -> None:
     """Simulate a B2B company's leads and send their events through the HTTP ingestion
     path into the database of this folder, print a summary, then serve the app.
@@ -145,11 +178,15 @@ def demo(
             out.print(_summary(leadflow, report, seconds, company.summary()))
             out.print(_top_mqls(leadflow))
             run_demo_nurture(leadflow, out, address)
+            users = run_demo_sales(leadflow, out, list(company.leads()), days)
+            if screenshots is not None:
+                _screenshots(address, users[0], screenshots, out)
             for problem in (report.errors or [])[:5]:
                 out.print(f"[yellow]rejected batch: {problem}[/]")
             if not serve:
                 return
             out.print(f"\nleadflow is serving on [bold]{address}[/] (API docs: {address}/docs)")
+            out.print(f"dashboard: {address}/ (sign in with a user above)")
             out.print(f"leads: {address}/api/leads   tracking: {address}/v1/batch")
             out.print("Press Ctrl-C to stop.")
             with contextlib.suppress(KeyboardInterrupt):

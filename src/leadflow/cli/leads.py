@@ -67,12 +67,20 @@ def list_leads(
     after: Annotated[
         int | None, typer.Option(help="Page on: the id printed as 'next page' last time.")
     ] = None,
+    grade: Annotated[str | None, typer.Option(help="Only this fit grade: A, B, C or D.")] = None,
+    sort: Annotated[
+        str, typer.Option(help="newest, or best first by engagement, fit or p_convert.")
+    ] = "newest",
+    cursor: Annotated[
+        str | None,
+        typer.Option(help="Page on in a --sort order: the cursor printed as 'next page'."),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """List leads, newest first: a table, or a JSON list of leads."""
-    filters = LeadFilter(stage=stage, email=email, search=search)
+    """List leads, newest first or best first: a table, or a JSON list of leads."""
+    filters = LeadFilter(stage=stage, email=email, search=search, grade=grade)
     with store(ctx) as leadflow:
-        page = leadflow.leads(filters, limit=limit, after=after)
+        page = leadflow.leads(filters, limit=limit, after=after, sort=sort, cursor=cursor)
     if as_json:
         print_json([lead.to_json() for lead in page.items])
         return
@@ -93,8 +101,10 @@ def list_leads(
             when(lead.last_seen_at),
         )
     out.print(table)
-    if page.next_after is not None:
+    if sort == "newest" and page.next_after is not None:
         out.print(f"next page: --after {page.next_after}")
+    elif page.next_cursor is not None:
+        out.print(f"next page: --sort {sort} --cursor {page.next_cursor}")
 
 
 @app.command("show")

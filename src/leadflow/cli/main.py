@@ -22,6 +22,7 @@ from leadflow.cli import (
     serve,
     sources,
 )
+from leadflow.cli import costs as costs_cli
 from leadflow.cli import email as email_cli
 from leadflow.cli import handoff as handoff_cli
 from leadflow.cli import journeys as journeys_cli
@@ -29,6 +30,7 @@ from leadflow.cli import reports as reports_cli
 from leadflow.cli import segments as segments_cli
 from leadflow.cli import sms as sms_cli
 from leadflow.cli import suppressions as suppressions_cli
+from leadflow.cli import users as users_cli
 from leadflow.cli import webhooks as webhooks_cli
 from leadflow.cli.common import MARKUP, LeadflowGroup, state
 
@@ -100,8 +102,10 @@ app.add_typer(sms_cli.app, name="sms")
 app.add_typer(webhooks_cli.app, name="webhooks")
 app.add_typer(handoff_cli.app, name="handoff")
 app.add_typer(reports_cli.app, name="report")
+app.add_typer(costs_cli.app, name="costs")
 app.command("queue")(handoff_cli.queue)
 app.add_typer(journeys_cli.app, name="journeys")
+app.add_typer(users_cli.app, name="users")
 app.add_typer(journeys_cli.offers_app, name="offers")
 app.add_typer(journeys_cli.consent_app, name="consent")
 leads.app.command("accept")(scoring.accept)

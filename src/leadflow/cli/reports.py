@@ -1,4 +1,5 @@
-"""``leadflow report``: the funnel waterfall and the sales SLA, as tables, JSON or CSV."""
+"""``leadflow report``: the funnel waterfall, the sales SLA, score quality, attribution and
+ROI, as tables, JSON or CSV."""
 
 from __future__ import annotations
 
@@ -12,15 +13,18 @@ import typer
 from rich.table import Table
 
 from leadflow.cli.common import group, print_json, stdout, store
+from leadflow.services.attribution import AttributionReport
 from leadflow.services.reports import (
     FUNNEL_STAGES,
     VELOCITY_STAGES,
     FunnelReport,
     SlaReport,
 )
+from leadflow.services.roi import RoiReport
 
 app = group("Reports over the stage history: the funnel by cohort, source, campaign, segment "
-            "or journey, and the sales SLA (docs/reports.md).")  # fmt: skip
+            "or journey, the sales SLA, score quality, attribution and ROI "
+            "(docs/reports.md).")  # fmt: skip
 
 SinceOption = Annotated[
     str | None,
@@ -277,3 +281,115 @@ def score_quality(
 
 def _cell(row: dict[str, Any]) -> str:
     return "-" if not row["leads"] else f"{share(row['conversion'])} of {row['leads']}"
+
+
+# --- attribution and ROI --------------------------------------------------------------------
+ModelOption = Annotated[
+    str,
+    typer.Option("--model", help="first_touch, last_touch, linear or w_shaped."),
+]
+ByOption = Annotated[
+    str,
+    typer.Option("--by", metavar="DIMENSION", help="source, campaign (UTM) or journey."),
+]
+ATTRIBUTION_COLUMNS = ["name", "opportunities", "customers", "revenue"]
+ROI_COLUMNS = [
+    "name", "cost", "leads", "mqls", "sqls", "customers", "cost_per_lead", "cost_per_mql",
+    "cost_per_sql", "cost_per_customer", "revenue", "return",
+]  # fmt: skip
+
+
+def money(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.2f}"
+
+
+def attribution_table(report: AttributionReport) -> Table:
+    currency = f" ({report.currency})" if report.currency else ""
+    table = Table(
+        title=f"Attribution by {report.by}, {report.model}: {report.opportunities} "
+        f"opportunities, {report.customers} customers, revenue {money(report.revenue)}"
+        f"{currency}"
+    )
+    table.add_column(report.by)
+    for column in ("opportunities", "customers", "revenue", "share of revenue"):
+        table.add_column(column, justify="right")
+    for found in report.groups:
+        part = found.revenue / report.revenue if report.revenue else None
+        table.add_row(
+            found.name, f"{found.opportunities:.2f}", f"{found.customers:.2f}",
+            money(found.revenue), share(part),
+        )  # fmt: skip
+    return table
+
+
+@app.command("attribution")
+def attribution(
+    ctx: typer.Context,
+    model: ModelOption = "w_shaped",
+    by: ByOption = "source",
+    since: SinceOption = None,
+    until: UntilOption = None,
+    as_json: JsonOption = False,
+    as_csv: CsvOption = False,
+) -> None:
+    """The opportunities created in the window and their revenue, credited to the sources,
+    UTM campaigns or journeys of the touches before each: first touch, last touch, linear,
+    or W-shaped (30% first touch, 30% lead creation, 30% opportunity creation, 10% the
+    others). Credits are fractions; they add up to the totals."""
+    output = _format(as_json, as_csv)
+    start, end = moment_of(since, "--since"), moment_of(until, "--until")
+    with store(ctx) as leadflow:
+        report = leadflow.attribution_report(model, by, start, end)
+    if output == "json":
+        print_json(report.to_json())
+    elif output == "csv":
+        write_csv([g.to_json() for g in report.groups], ATTRIBUTION_COLUMNS)
+    else:
+        console = stdout()
+        if not report.groups:
+            console.print("no opportunities in the window")
+            return
+        console.print(attribution_table(report))
+
+
+def roi_table(report: RoiReport) -> Table:
+    currency = f" ({report.currency})" if report.currency else ""
+    table = Table(title=f"ROI by {report.by}{currency}, revenue by {report.model}")
+    table.add_column(report.by)
+    for column in ROI_COLUMNS[1:]:
+        table.add_column(column.replace("_", " "), justify="right")
+    for row in [*report.rows, report.overall]:
+        data = row.to_json()
+        table.add_row(
+            data["name"], money(data["cost"]), str(data["leads"]), str(data["mqls"]),
+            str(data["sqls"]), str(data["customers"]), money(data["cost_per_lead"]),
+            money(data["cost_per_mql"]), money(data["cost_per_sql"]),
+            money(data["cost_per_customer"]), money(data["revenue"]), share(data["return"]),
+        )  # fmt: skip
+    return table
+
+
+@app.command("roi")
+def roi(
+    ctx: typer.Context,
+    by: ByOption = "source",
+    model: ModelOption = "w_shaped",
+    since: SinceOption = None,
+    until: UntilOption = None,
+    as_json: JsonOption = False,
+    as_csv: CsvOption = False,
+) -> None:
+    """Return on what was spent, per source, UTM campaign or journey: the cost in the window
+    (pro rata), the leads created in it and their MQLs, SQLs and customers, the cost of each,
+    the revenue attributed by the model and the return, (revenue - cost) / cost. The last
+    row, overall, covers every lead of the window."""
+    output = _format(as_json, as_csv)
+    start, end = moment_of(since, "--since"), moment_of(until, "--until")
+    with store(ctx) as leadflow:
+        report = leadflow.roi_report(by, start, end, model)
+    if output == "json":
+        print_json(report.to_json())
+    elif output == "csv":
+        write_csv([r.to_json() for r in [*report.rows, report.overall]], ROI_COLUMNS)
+    else:
+        stdout().print(roi_table(report))

@@ -13,7 +13,7 @@ import uvicorn
 from leadflow.cli.common import fail, masked, stdout, store, tracking_base
 from leadflow.config import Settings
 
-APP_FACTORY = "leadflow.api.app:create_app"
+APP_FACTORY = "leadflow.web:create_site"
 
 
 def export_settings(settings: Settings) -> dict[str, str]:

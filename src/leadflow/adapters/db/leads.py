@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Connection, Select, func, or_, select
+from sqlalchemy import ColumnElement, Connection, Select, func, literal_column, or_, select, tuple_
 
 from leadflow.adapters.db.engine import chunks
 from leadflow.adapters.db.tables import (
@@ -24,6 +25,14 @@ from leadflow.ports import (
     LeadView,
     MergeView,
 )
+from leadflow.services import leads as lead_service
+
+# The value each order sorts by; a lead with no probability sorts as -1, after every other.
+SORT_VALUES: dict[str, Callable[[], ColumnElement[Any]]] = {
+    "engagement": lambda: leads.c.engagement_score,
+    "fit": lambda: leads.c.fit_score,
+    "p_convert": lambda: func.coalesce(leads.c.p_convert, literal_column("-1.0")),
+}
 
 
 class SqlLeadRepository:
@@ -58,16 +67,31 @@ class SqlLeadRepository:
                 found[view.id] = view
         return found
 
-    def page(self, filters: LeadFilter, limit: int, after: int | None, count: bool) -> LeadPage:
+    def page(
+        self, filters: LeadFilter, limit: int, after: int | None, count: bool,
+        sort: str = "newest", key: tuple[float, int] | None = None,
+    ) -> LeadPage:  # fmt: skip
+        """Keyset paging: each page starts after the last lead of the one before, so a deep
+        page costs what the first one does (an index on (sort value, id) serves each order)."""
         query = self._filtered(select(leads), filters)
         total = None
         if count:
             total = int(self.conn.scalar(self._filtered(select(func.count()), filters)) or 0)
-        if after is not None:
-            query = query.where(leads.c.id < after)
-        items = self._views(query.order_by(leads.c.id.desc()).limit(limit + 1))
-        next_after = items[limit - 1].id if len(items) > limit else None
-        return LeadPage(items[:limit], next_after, total)
+        if sort == "newest":
+            if after is not None:
+                query = query.where(leads.c.id < after)
+            query = query.order_by(leads.c.id.desc())
+        else:
+            value = SORT_VALUES[sort]()
+            if key is not None:
+                query = query.where(tuple_(value, leads.c.id) < tuple_(key[0], key[1]))
+            query = query.order_by(value.desc(), leads.c.id.desc())
+        items = self._views(query.limit(limit + 1))
+        more = len(items) > limit
+        last = items[limit - 1] if more else None
+        next_after = last.id if last is not None and sort == "newest" else None
+        cursor = lead_service.cursor_of(last, sort) if last is not None else None
+        return LeadPage(items[:limit], next_after, total, cursor)
 
     @staticmethod
     def _filtered(query: Select[Any], f: LeadFilter) -> Select[Any]:
@@ -89,6 +113,8 @@ class SqlLeadRepository:
         if f.account_group_id:
             account = select(accounts.c.id).where(accounts.c.group_id == f.account_group_id)
             query = query.where(leads.c.account_id.in_(account.scalar_subquery()))
+        if f.grade:
+            query = query.where(leads.c.fit_grade == f.grade)
         if f.seen_since is not None:
             query = query.where(leads.c.last_seen_at >= f.seen_since)
         return query

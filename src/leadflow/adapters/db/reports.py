@@ -25,6 +25,7 @@ from sqlalchemy import (
     cast,
     func,
     literal,
+    or_,
     select,
 )
 
@@ -130,6 +131,32 @@ class SqlReportRepository:
             for s in later:
                 counts[s] += int(row._mapping[s] or 0)
         return [(name, counts["lead"], counts) for name, counts in totals.items()]
+
+    def stage_counts(
+        self, group_by: str, since: datetime | None, until: datetime | None, stages: list[str]
+    ) -> dict[str, dict[str, int]]:
+        """Per group: the leads entered (``lead``) and how many reached each of ``stages``,
+        as ``funnel_counts`` counts them, in one pass over the cohort (the ROI report)."""
+        cohort = self._cohort(group_by, since, until)
+        flags = select(
+            stage_changes.c.lead_id,
+            *[func.max(case((stage_changes.c.to_stage == s, 1), else_=0)).label(s) for s in stages],
+        )
+        flags = flags.where(stage_changes.c.to_stage.in_(stages)).group_by(stage_changes.c.lead_id)
+        reached = flags.subquery("reached")
+        counts = [
+            func.sum(case((or_(cohort.c.stage == s, reached.c[s] == 1), 1), else_=0)).label(s)
+            for s in stages
+        ]
+        query = (
+            select(cohort.c.grp, func.count().label("lead"), *counts)
+            .select_from(cohort.outerjoin(reached, reached.c.lead_id == cohort.c.id))
+            .group_by(cohort.c.grp)
+        )
+        return {
+            _name(row.grp): {"lead": int(row.lead), **{s: int(row._mapping[s]) for s in stages}}
+            for row in self.conn.execute(query)
+        }
 
     def _stints(self, cohort: Subquery) -> Subquery:
         """Every stay of a cohort lead in a velocity stage that ended: (grp, stage, seconds)."""

@@ -5,22 +5,29 @@ Relationships raise on lazy load: repositories load what they need explicitly.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Computed,
+    Date,
     DateTime,
     ForeignKey,
     Index,
     Integer,
     MetaData,
+    Numeric,
     String,
     Table,
     Text,
     TypeDecorator,
     UniqueConstraint,
+    func,
+    literal_column,
+    or_,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
@@ -120,7 +127,11 @@ class Lead(Base):
     last_seen_at: Mapped[datetime | None] = mapped_column(Time)
     updated_at: Mapped[datetime] = mapped_column(Time)
 
-    __table_args__ = (Index("ix_leads_stage_id", "stage", "id"),)
+    __table_args__ = (
+        Index("ix_leads_stage_id", "stage", "id"),
+        Index("ix_leads_engagement_id", "engagement_score", "id"),
+        Index("ix_leads_fit_id", "fit_score", "id"),
+    )
 
 
 class Identity(Base):
@@ -132,6 +143,9 @@ class Identity(Base):
     value: Mapped[str] = mapped_column(String(520))
     lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime] = mapped_column(Time)
+
+
+CAMPAIGN_SQL = "substr(raw -> 'context' -> 'campaign' ->> 'name', 1, 200)"
 
 
 class Event(Base):
@@ -150,6 +164,11 @@ class Event(Base):
     properties: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
     # json, not jsonb: kept verbatim for audit and replay, never queried inside.
     raw: Mapped[dict[str, Any]] = mapped_column(RawJson)
+    # The UTM campaign of the message (context.campaign.name), computed by the database as
+    # the row is written: attribution reads it from an index, never from the raw message.
+    campaign: Mapped[str | None] = mapped_column(
+        String(200), Computed(CAMPAIGN_SQL, persisted=True)
+    )
 
     __table_args__ = (
         UniqueConstraint("message_id", "source_id", name="uq_events_message_source"),
@@ -229,6 +248,8 @@ class StageChangeRow(Base):
     reason: Mapped[str] = mapped_column(Text)
     note: Mapped[str] = mapped_column(Text, default="")
     model_version: Mapped[str | None] = mapped_column(String(32))
+
+    __table_args__ = (Index("ix_stage_changes_to_at", "to_stage", "at"),)
 
 
 class Outbox(Base):
@@ -408,6 +429,18 @@ class SegmentRow(Base):
 # Behaviour conditions count a lead's events of one name in a time window, for all leads at
 # once: this index answers them from the index alone.
 Index("ix_events_name_timestamp_lead", Event.name, Event.timestamp, Event.lead_id)
+# Attribution reads the touches of the leads that reached an opportunity (their campaign
+# events) and when each was identified from this partial index alone (on PostgreSQL).
+Index(
+    "ix_events_touches",
+    Event.lead_id,
+    Event.timestamp,
+    postgresql_include=["source_id", "campaign", "type", "id"],
+    postgresql_where=or_(Event.campaign.is_not(None), Event.type == "identify"),
+    sqlite_where=or_(Event.campaign.is_not(None), Event.type == "identify"),
+)
+# The dashboard's "most likely to convert" order: no probability sorts as -1.
+Index("ix_leads_p_convert_id", func.coalesce(Lead.p_convert, literal_column("-1.0")), Lead.id)
 
 
 class SegmentMember(Base):
@@ -524,6 +557,25 @@ class WebSession(Base):
     __table_args__ = (Index("ix_web_sessions_user", "user_id"),)
 
 
+# --- ROI ---
+class CostRow(Base):
+    """Money spent on a source, a campaign or a journey over a period (the ROI report)."""
+
+    __tablename__ = "costs"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    dimension: Mapped[str] = mapped_column(String(16))  # source | campaign | journey
+    name: Mapped[str] = mapped_column(String(200))
+    period_start: Mapped[date] = mapped_column(Date)  # inclusive
+    period_end: Mapped[date] = mapped_column(Date)  # exclusive
+    amount: Mapped[Decimal] = mapped_column(Numeric(18, 4))
+    currency: Mapped[str] = mapped_column(String(3), default="USD")
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(Time)
+
+    __table_args__ = (Index("ix_costs_dimension_name", "dimension", "name"),)
+
+
 # The Core tables, for the repositories' bulk statements.
 sources = cast_table(Source)
 accounts = cast_table(Account)
@@ -551,3 +603,4 @@ sales_reps = cast_table(SalesRep)
 lead_assignments = cast_table(LeadAssignment)
 users = cast_table(UserRow)
 web_sessions = cast_table(WebSession)
+costs = cast_table(CostRow)

@@ -1,4 +1,5 @@
-"""dashboard: users with hashed passwords and roles, and their browser sessions
+"""dashboard: users with hashed passwords and roles, their browser sessions, and the indexes
+behind the sorted leads list
 
 Revision ID: 0007
 Revises: 0006
@@ -56,9 +57,17 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("web_sessions", schema=None) as batch_op:
         batch_op.create_index("ix_web_sessions_user", ["user_id"], unique=False)
+    # Keyset paging of the leads list in each order the dashboard offers.
+    op.create_index("ix_leads_engagement_id", "leads", ["engagement_score", "id"])
+    op.create_index("ix_leads_fit_id", "leads", ["fit_score", "id"])
+    op.create_index("ix_stage_changes_to_at", "stage_changes", ["to_stage", "at"])
+    op.create_index("ix_leads_p_convert_id", "leads", [sa.text("coalesce(p_convert, -1.0)"), "id"])
 
 
 def downgrade() -> None:
+    for name in ("ix_leads_p_convert_id", "ix_leads_fit_id", "ix_leads_engagement_id"):
+        op.drop_index(name, table_name="leads")
+    op.drop_index("ix_stage_changes_to_at", table_name="stage_changes")
     with op.batch_alter_table("web_sessions", schema=None) as batch_op:
         batch_op.drop_index("ix_web_sessions_user")
     op.drop_table("web_sessions")

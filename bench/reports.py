@@ -17,8 +17,10 @@ PostgreSQL.
 2. The reference, best of --repeat: ``SELECT count(*) FROM stage_changes``.
 3. Timed, best of --repeat: ``funnel_report`` by cohort_month, by source and by
    utm_campaign, ``sla_report``, ``attribution_report`` by campaign with each model and by
-   source and journey (W-shaped), and ``roi_report`` by source, campaign and journey, each
-   through the library, over the whole store (no window).
+   source and journey (W-shaped), ``roi_report`` by source, campaign and journey,
+   ``score_quality_report`` (deciles, the A1-D4 matrix, calibration; scores and
+   probabilities generated to rise with the depth a lead reaches) and ``journey_report`` of
+   one journey, each through the library, over the whole store (no window).
 4. Correctness: the funnel's counts equal hand-written counts of the plan; attribution finds
    every opportunity, customer and dollar of the plan, and its credits add up to them.
 
@@ -61,14 +63,18 @@ FROM (SELECT i, :start + (abs(hashint4(i)) % (365 * 86400)) * interval '1 second
             FROM generate_series(1, :leads) AS i) AS g) AS p
 """
 LEADS_SQL = """
-INSERT INTO leads (id, traits, stage, version, fit_score, engagement_score, first_source_id,
-                   first_touch, score_state, created_at, first_seen_at, updated_at)
+INSERT INTO leads (id, traits, stage, version, fit_score, fit_grade, engagement_score,
+                   p_convert, first_source_id, first_touch, score_state, created_at,
+                   first_seen_at, updated_at)
 SELECT i, '{}',
        (ARRAY['lead', 'mql', 'sal', 'sql', 'opportunity', 'customer'])[depth + 1],
-       1, 0, 0, 1 + i % 5,
+       1, fit,
+       CASE WHEN fit >= 60 THEN 'A' WHEN fit >= 40 THEN 'B' WHEN fit >= 20 THEN 'C' ELSE 'D' END,
+       least(200, depth * 20 + abs(hashint4(i + 21)) % 60),
+       least(0.99, depth * 0.15 + (abs(hashint4(i + 22)) % 100) / 500.0), 1 + i % 5,
        jsonb_build_object('campaign', jsonb_build_object('name', 'campaign-' || (i % 20))),
        '{}', created, created, created
-FROM bench_plan
+FROM (SELECT *, least(100, depth * 12 + abs(hashint4(i + 20)) % 50) AS fit FROM bench_plan) AS p
 """
 REJECTED_SQL = (
     "UPDATE leads SET stage = 'recycled' FROM bench_plan p WHERE p.i = leads.id AND p.rejected"
@@ -140,6 +146,12 @@ FROM (SELECT i, 1 AS k, 'Opportunity Created' AS name, t1 + d2 + d3 + d4 AS at,
                                 'currency', 'USD')
       FROM bench_plan WHERE depth = 5) AS outcomes
 """
+DEFINITIONS_SQL = """
+INSERT INTO journeys (name, version, spec, enabled, origin, created_at, updated_at)
+SELECT 'journey-' || k, 'bench', '{"trigger": {"stage": "mql"}, "steps": []}', true, 'api',
+       :start, :start
+FROM generate_series(0, 2) AS k
+"""
 JOURNEYS_SQL = """
 INSERT INTO journey_runs (journey, lead_id, entry, status, step, state, version, entered_at,
                           updated_at, exit_reason)
@@ -180,6 +192,7 @@ def load(url: str, leads: int, events: int) -> None:
         conn.execute(text(REJECTED_SQL))
         conn.execute(text(CHANGES_SQL))
         changes = conn.execute(text("SELECT count(*) FROM stage_changes")).scalar_one()
+        conn.execute(text(DEFINITIONS_SQL), {"start": START})
         conn.execute(text(JOURNEYS_SQL))
         conn.execute(text(DELIVERIES_SQL))
     stored = load_events(app, leads, events)
@@ -260,6 +273,16 @@ def run(url: str, repeat: int) -> None:
     for by in ("source", "campaign", "journey"):
         timings[f"roi by {by}"], roi = best(repeat, lambda by=by: app.roi_report(by))
         assert roi.overall.leads == sum(expected.values()), roi.overall
+    timings["score quality (sql)"], quality = best(repeat, app.score_quality_report)
+    assert quality.leads == sum(expected.values()), quality.leads
+    assert quality.converted == sum(n for d, n in expected.items() if d >= 3), quality.converted
+    timings["journey journey-0"], journey = best(repeat, lambda: app.journey_report("journey-0"))
+    sent = sum(step["sent"] for step in journey["steps"])
+    with app.engine.connect() as conn:
+        mqls_of_journey = conn.execute(
+            text("SELECT count(*) FROM bench_plan WHERE depth >= 1 AND i % 3 = 0")
+        ).scalar_one()
+    assert sent == 3 * mqls_of_journey, (sent, mqls_of_journey)
     app.close()
     assert sla.mqls == sum(n for d, n in expected.items() if d >= 1), sla.mqls
     print(f"MQLs {sla.mqls:,}; acceptance rate {sla.acceptance_rate}")

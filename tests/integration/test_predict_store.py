@@ -162,3 +162,39 @@ def test_the_cli_trains_lists_activates_and_reports(
     explained = runner.invoke(cli, [*db, "explain", str(lead_id(app, "u0"))])
     assert explained.exit_code == 0, explained.output
     assert f"model {version})" in explained.stdout and "effect (log-odds)" in explained.stdout
+
+
+def test_the_dashboard_shows_the_probability_and_its_factors(
+    app: Leadflow, source: SourceRecord
+) -> None:
+    import html
+    import re
+
+    from leadflow.web import create_site
+
+    _history(app, source)
+    model = app.train_model(OPTIONS)
+    app.activate_model(model.version)
+    app.add_user("mia@acme.test", "a long passphrase", "marketer")
+    lead = lead_id(app, "u0")
+    found = app.prediction(lead)
+    with TestClient(create_site(leadflow=app), follow_redirects=False) as site:
+        form = site.get("/login").text
+        token = re.search(r'name="login_token" value="([^"]+)"', form)
+        assert token is not None
+        signed = site.post(
+            "/login",
+            data={"email": "mia@acme.test", "password": "a long passphrase",
+                  "login_token": token.group(1)},
+        )  # fmt: skip
+        assert signed.status_code == 303
+        text = html.unescape(site.get(f"/leads/{lead}").text)
+        assert f"{found['p_convert']:.1%}" in text and model.version in text
+        for factor in found["factors"]:
+            arrow = "▲" if factor["direction"] == "up" else "▼"
+            assert f"{factor['feature']}</td>" in text
+            assert f"{arrow} {factor['effect']:+.2f}" in text
+        models = html.unescape(site.get("/model").text)
+        assert model.version in models and "active" in models
+        auc = model.metrics["auc_cv"]["lightgbm"]
+        assert f"{auc:,.3f}" in models

@@ -167,7 +167,12 @@ def demo(
     with store(ctx) as leadflow:
         today = leadflow.clock.now().replace(hour=0, minute=0, second=0, microsecond=0)
         start = today - timedelta(days=days)  # the simulated window ends today
-        company = simulate(SimulationConfig(seed=seed, leads=leads, days=days, start=start))
+        # The CRM's "Opportunity Created", "Deal Won" and "Deal Lost" events come in as tracks,
+        # as a CRM integration sends them: attribution and ROI credit their revenue.
+        config = SimulationConfig(
+            seed=seed, leads=leads, days=days, start=start, emit_outcomes=True
+        )
+        company = simulate(config)
         out.print(f"database: {masked(leadflow.settings.resolved_database_url())}")
         source = leadflow.ensure_source(SOURCE)
         out.print(f"simulating {leads:,} leads over {days} days (seed {seed})...")

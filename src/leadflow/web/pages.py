@@ -135,10 +135,12 @@ def overview(request: Request) -> HTMLResponse:
     try:
         funnel = lf.funnel_report("none", since, until).to_json()
         by_source = lf.funnel_report("source", since, until).to_json()
+        by_campaign = lf.funnel_report("utm_campaign", since, until).to_json()
     except ValidationError as exc:
         error, since, until = exc.message, None, None
         funnel = lf.funnel_report("none").to_json()
         by_source = lf.funnel_report("source").to_json()
+        by_campaign = lf.funnel_report("utm_campaign").to_json()
     total = funnel["groups"][0] if funnel["groups"] else None
     reached = total["reached"] if total else dict.fromkeys(FUNNEL, 0)
     bars = []
@@ -147,10 +149,8 @@ def overview(request: Request) -> HTMLResponse:
         label = stage.upper() if len(stage) <= 3 else stage.title()
         bars.append(charts.Bar(label, reached[stage], f"{share:.1%}" if share else ""))
     trend = lf.stage_trend("mql", 12)
-    sources = sorted(by_source["groups"], key=lambda g: (-g["reached"]["mql"], g["group"]))[:8]
-    source_bars = [
-        charts.Bar(g["group"], g["reached"]["mql"], f"{g['entered']:,} leads") for g in sources
-    ]
+    sources = top_groups(by_source["groups"])
+    campaigns = top_groups(by_campaign["groups"])
     return render(
         request,
         "overview.html",
@@ -166,10 +166,21 @@ def overview(request: Request) -> HTMLResponse:
             [("MQLs", [n for _, n in trend])],
             "New MQLs per week, the last 12 weeks",
         ),
-        sources_chart=charts.hbars(source_bars, "MQLs by first source", css="c2"),
+        sources_chart=charts.hbars(mql_bars(sources), "MQLs by first source", css="c2"),
+        campaigns_chart=charts.hbars(mql_bars(campaigns), "MQLs by first-touch campaign"),
         sources=sources,
+        campaigns=campaigns,
         sla=lf.sla_report(since, until).to_json() if error is None else None,
     )
+
+
+def top_groups(groups: list[dict[str, Any]], shown: int = 8) -> list[dict[str, Any]]:
+    """The groups that brought the most MQLs, then the most leads."""
+    return sorted(groups, key=lambda g: (-g["reached"]["mql"], -g["entered"], g["group"]))[:shown]
+
+
+def mql_bars(groups: list[dict[str, Any]]) -> list[charts.Bar]:
+    return [charts.Bar(g["group"], g["reached"]["mql"], f"{g['entered']:,} leads") for g in groups]
 
 
 # --- leads ------------------------------------------------------------------------------

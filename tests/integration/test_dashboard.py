@@ -533,3 +533,37 @@ def test_reports_and_model_pages_refuse_bad_input_with_a_message(
     broken = site.post("/model/backtest", data={"csrf": csrf, "candidate": "scoring: [1, 2"})
     assert broken.status_code == 400 and 'role="alert"' in broken.text
     assert "scoring: [1, 2" in html.unescape(broken.text)  # the text is kept for fixing
+
+
+def test_sales_moves_an_accepted_lead_along_with_a_reason(
+    app: Leadflow, site: TestClient, source: SourceRecord
+) -> None:
+    ann = make_mql(app, source, "ann")
+    app.add_user("sam@acme.test", PASSWORD, "sales")
+    sign_in(site, "sam@acme.test")
+    page_of_mql = site.get(f"/leads/{ann}").text
+    assert "Move along the lifecycle" not in page_of_mql  # an MQL is accepted or rejected
+    csrf = csrf_of(page_of_mql)
+    site.post(
+        f"/leads/{ann}/decide",
+        data={"csrf": csrf, "decision": "accept", "reason": "meets_criteria"},
+    )
+    sal = site.get(f"/leads/{ann}").text
+    form = sal.split("Move along")[1].split("</form>")[0]
+    assert re.findall(r'<option value="([a-z]+)">', form) == ["sql", "recycled", "disqualified"]
+    unexplained = site.post(f"/leads/{ann}/move", data={"csrf": csrf, "stage": "sql", "reason": ""})
+    assert unexplained.status_code == 400 and "reason: say why" in unexplained.text
+    skipped = site.post(
+        f"/leads/{ann}/move", data={"csrf": csrf, "stage": "customer", "reason": "signed"}
+    )
+    assert skipped.status_code == 409 and app.lead(ann).stage == "sal"
+    moved = site.post(
+        f"/leads/{ann}/move", data={"csrf": csrf, "stage": "sql", "reason": "discovery call held"}
+    )
+    assert moved.status_code == 303 and app.lead(ann).stage == "sql"
+    last = app.explain(ann)["history"][-1]
+    assert (last["to"], last["reason"], last["actor"]) == (
+        "sql", "discovery call held", "user:sam@acme.test",
+    )  # fmt: skip
+    forged = site.post(f"/leads/{ann}/move", data={"stage": "opportunity", "reason": "x"})
+    assert forged.status_code == 403 and app.lead(ann).stage == "sql"

@@ -18,7 +18,7 @@ from leadflow.domain.errors import (
     NotFound,
     ValidationError,
 )
-from leadflow.domain.lifecycle import STAGES
+from leadflow.domain.lifecycle import STAGES, TRANSITIONS
 from leadflow.domain.policy_parse import GRADES
 from leadflow.ports import LEAD_SORTS, LeadFilter
 from leadflow.services.models import load_model_text
@@ -234,7 +234,18 @@ def lead_page(request: Request, lead_id: int) -> HTMLResponse:
         segments=lf.lead_segments(lead.id),
         reasons=lf.model.sales,
         can_decide=session.user.can(Permission.DECIDE) and lead.stage == "mql",
+        moves=moves_from(lead.stage) if session.user.can(Permission.DECIDE) else [],
     )
+
+
+def moves_from(stage: str) -> list[str]:
+    """The stages a person may move a lead to from ``stage`` (the MQL step has its own form:
+    accept or reject with a reason code)."""
+    if stage == "mql":
+        return []
+    return [
+        to for (start, to), causes in TRANSITIONS.items() if start == stage and "user" in causes
+    ]
 
 
 def _name(traits: dict[str, Any]) -> str:
@@ -258,6 +269,26 @@ async def decide(request: Request, lead_id: int) -> Response:
         return _problem(request, back, exc, status)
     verb = "accepted" if decision == "accept" else "rejected"
     return redirect(back, f"Lead {change.lead_id} {verb} ({change.to_stage.upper()}).")
+
+
+@router.post("/leads/{lead_id}/move")
+async def move(request: Request, lead_id: int) -> Response:
+    session = require(request, Permission.DECIDE)
+    form = await form_of(request, session)
+    back = f"/leads/{lead_id}"
+    target = form.get("stage", "")
+    reason = form.get("reason", "").strip()[:500]
+    try:
+        if not reason:
+            raise ValidationError("reason: say why the lead moves (for the stage history)")
+        change = core(request).move_stage(
+            lead_id, target, reason, actor=f"user:{session.user.email}",
+            note=form.get("note", "")[:2000],
+        )  # fmt: skip
+    except (ValidationError, NotFound, Conflict) as exc:
+        status = 409 if isinstance(exc, Conflict) else 404 if isinstance(exc, NotFound) else 400
+        return _problem(request, back, exc, status)
+    return redirect(back, f"Lead {change.lead_id} moved to {change.to_stage}.")
 
 
 def _problem(request: Request, back: str, exc: LeadflowError, status: int) -> HTMLResponse:

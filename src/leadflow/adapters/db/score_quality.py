@@ -21,6 +21,10 @@ from leadflow.services.score_quality import (
 
 
 class SqlScoreQualityRepository:
+    """One pass over the cohort: every lead gets its decile, its band and its calibration bin
+    (window functions over one ordering), and the leads are counted per combination of the
+    four; the three views are sums of those few thousand rows."""
+
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
@@ -28,24 +32,36 @@ class SqlScoreQualityRepository:
         self, stages: Sequence[str], since: datetime | None, until: datetime | None
     ) -> Subquery:
         reached = (
-            select(stage_changes.c.id)
-            .where(stage_changes.c.lead_id == leads.c.id, stage_changes.c.to_stage.in_(stages))
-            .exists()
+            select(stage_changes.c.lead_id)
+            .where(stage_changes.c.to_stage.in_(stages))
+            .distinct()
+            .subquery("reached")
         )
-        converted = case((or_(leads.c.stage.in_(stages), reached), 1), else_=0)
-        query = select(
-            leads.c.id,
-            leads.c.engagement_score.label("engagement"),
-            leads.c.fit_grade.label("grade"),
-            leads.c.p_convert.label("p"),
-            converted.label("converted"),
-            func.ntile(10)
-            .over(order_by=(leads.c.engagement_score.desc(), leads.c.id))
-            .label("decile"),
-            func.ntile(4)
-            .over(order_by=(leads.c.engagement_score.desc(), leads.c.id))
-            .label("band"),
-        ).where(leads.c.merged_into.is_(None))
+        converted = case(
+            (or_(leads.c.stage.in_(stages), reached.c.lead_id.is_not(None)), 1), else_=0
+        )
+        order = (leads.c.engagement_score.desc(), leads.c.id)
+        bin_of = func.least if self.conn.dialect.name == "postgresql" else func.min
+        index = case(
+            (leads.c.p_convert.is_(None), None),
+            else_=bin_of(
+                cast(func.floor(leads.c.p_convert * CALIBRATION_BINS), Integer),
+                CALIBRATION_BINS - 1,
+            ),
+        )
+        query = (
+            select(
+                leads.c.engagement_score.label("engagement"),
+                leads.c.fit_grade.label("grade"),
+                leads.c.p_convert.label("p"),
+                index.label("bin"),
+                converted.label("converted"),
+                func.ntile(10).over(order_by=order).label("decile"),
+                func.ntile(4).over(order_by=order).label("band"),
+            )
+            .select_from(leads.outerjoin(reached, reached.c.lead_id == leads.c.id))
+            .where(leads.c.merged_into.is_(None))
+        )
         if since is not None:
             query = query.where(leads.c.created_at >= since)
         if until is not None:
@@ -55,73 +71,50 @@ class SqlScoreQualityRepository:
     def report(
         self, outcome: str, stages: Sequence[str], since: datetime | None, until: datetime | None
     ) -> ScoreQuality:
-        scored = self._cohort(stages, since, until)
-        c = scored.c
-        deciles = [
-            Decile(int(r.decile), int(r.leads), int(r.converted or 0), float(r.low), float(r.high))
-            for r in self.conn.execute(
+        c = self._cohort(stages, since, until).c
+        error = cast((c.p - c.converted) * (c.p - c.converted), Float)
+        rows: list[Any] = list(
+            self.conn.execute(
                 select(
-                    c.decile,
+                    c.decile, c.band, c.grade, c.bin,
                     func.count().label("leads"),
                     func.sum(c.converted).label("converted"),
                     func.min(c.engagement).label("low"),
                     func.max(c.engagement).label("high"),
-                )
-                .group_by(c.decile)
-                .order_by(c.decile)
+                    func.sum(c.p).label("p_sum"),
+                    func.sum(error).label("sq"),
+                ).group_by(c.decile, c.band, c.grade, c.bin)
             )
-        ]
-        matrix = [
-            Cell(str(r.grade), int(r.band), int(r.leads), int(r.converted or 0))
-            for r in self.conn.execute(
-                select(
-                    c.grade,
-                    c.band,
-                    func.count().label("leads"),
-                    func.sum(c.converted).label("converted"),
-                )
-                .where(c.grade.in_(GRADES))
-                .group_by(c.grade, c.band)
-            )
-        ]
+        )  # fmt: skip
+        deciles: dict[int, list[Any]] = {}
+        cells: dict[tuple[str, int], list[int]] = {}
+        bins: dict[int, list[float]] = {}
+        for r in rows:
+            leads_n, hits = int(r.leads), int(r.converted or 0)
+            d = deciles.setdefault(int(r.decile), [0, 0, float(r.low), float(r.high)])
+            d[0], d[1] = d[0] + leads_n, d[1] + hits
+            d[2], d[3] = min(d[2], float(r.low)), max(d[3], float(r.high))
+            if r.grade in GRADES:
+                cell = cells.setdefault((str(r.grade), int(r.band)), [0, 0])
+                cell[0], cell[1] = cell[0] + leads_n, cell[1] + hits
+            if r.bin is not None:
+                b = bins.setdefault(int(r.bin), [0, 0.0, 0, 0.0])
+                b[0] += leads_n
+                b[1] += float(r.p_sum or 0.0)
+                b[2] += hits
+                b[3] += float(r.sq or 0.0)
         found = ScoreQuality(
             outcome,
-            leads=sum(d.leads for d in deciles),
-            converted=sum(d.converted for d in deciles),
-            deciles=deciles,
-            matrix=matrix,
-        )
-        self._calibrate(scored, found)
-        return found
-
-    def _calibrate(self, scored: Subquery, found: ScoreQuality) -> None:
-        c = scored.c
-        bin_of = func.least if self.conn.dialect.name == "postgresql" else func.min
-        index = bin_of(cast(func.floor(c.p * CALIBRATION_BINS), Integer), CALIBRATION_BINS - 1)
-        rows: list[Any] = list(
-            self.conn.execute(
-                select(
-                    index.label("bin"),
-                    func.count().label("leads"),
-                    func.avg(c.p).label("mean"),
-                    func.sum(c.converted).label("converted"),
-                    func.sum(cast((c.p - c.converted) * (c.p - c.converted), Float)).label("sq"),
-                )
-                .where(c.p.is_not(None))
-                .group_by(index)
-                .order_by(index)
-            )
+            leads=sum(d[0] for d in deciles.values()),
+            converted=sum(d[1] for d in deciles.values()),
+            deciles=[Decile(k, *deciles[k]) for k in sorted(deciles)],
+            matrix=[Cell(g, band, *cells[g, band]) for g, band in sorted(cells)],
         )
         found.calibration = [
-            Bin(
-                r.bin / CALIBRATION_BINS,
-                (r.bin + 1) / CALIBRATION_BINS,
-                int(r.leads),
-                float(r.mean),
-                int(r.converted or 0),
-            )
-            for r in rows
+            Bin(k / CALIBRATION_BINS, (k + 1) / CALIBRATION_BINS, int(n), total / n, int(hits))
+            for k, (n, total, hits, _sq) in sorted(bins.items())
         ]
-        found.predicted = sum(int(r.leads) for r in rows)
+        found.predicted = sum(int(b[0]) for b in bins.values())
         if found.predicted:
-            found.brier = sum(float(r.sq or 0.0) for r in rows) / found.predicted
+            found.brier = sum(b[3] for b in bins.values()) / found.predicted
+        return found

@@ -51,8 +51,13 @@ def error_body(exc: LeadflowError) -> dict[str, Any]:
     return body
 
 
+def status_of(exc: LeadflowError) -> int:
+    """The HTTP status of a domain error (400 for one not listed in ``STATUS``)."""
+    return next((code for kind, code in STATUS if isinstance(exc, kind)), 400)
+
+
 def error_response(exc: LeadflowError, headers: dict[str, str] | None = None) -> Response:
-    status = next((code for kind, code in STATUS if isinstance(exc, kind)), 400)
+    status = status_of(exc)
     extra = dict(headers or {})
     if isinstance(exc, RateLimited):
         extra["Retry-After"] = str(exc.retry_after)

@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import RedirectResponse, Response
 
 from leadflow.api.app import create_app
+from leadflow.api.errors import status_of
 from leadflow.bootstrap import Leadflow
 from leadflow.config import Settings
 from leadflow.domain.errors import LeadflowError
@@ -62,8 +63,7 @@ def create_site(settings: Settings | None = None, leadflow: Leadflow | None = No
     async def _domain(request: Request, exc: LeadflowError) -> Response:
         if machine_path(request.url.path):
             return await _answer(api_domain, request, exc)
-        status = 404 if exc.code == "not_found" else 409 if exc.code == "conflict" else 400
-        return render(request, "problem.html", status, message=exc.message, back="/")
+        return render(request, "problem.html", status_of(exc), message=exc.message, back="/")
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:

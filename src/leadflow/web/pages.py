@@ -11,6 +11,7 @@ import yaml
 from fastapi import APIRouter, Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from leadflow.api.errors import status_of
 from leadflow.domain.errors import (
     AuthenticationError,
     Conflict,
@@ -22,6 +23,7 @@ from leadflow.domain.lifecycle import STAGES, TRANSITIONS
 from leadflow.domain.policy_parse import GRADES
 from leadflow.ports import LEAD_SORTS, LeadFilter
 from leadflow.services.models import load_model_text
+from leadflow.services.reports import FUNNEL_STAGES, FunnelGroup
 from leadflow.services.users import SESSION_DAYS, Permission, Role
 from leadflow.web import charts
 from leadflow.web.site import (
@@ -45,7 +47,7 @@ from leadflow.web.site import (
 log = logging.getLogger("leadflow.web")
 router = APIRouter(include_in_schema=False)
 throttle = LoginThrottle()
-FUNNEL = ("lead", "mql", "sal", "sql", "opportunity", "customer")
+FUNNEL = FUNNEL_STAGES
 PAGE = 50
 
 
@@ -133,16 +135,16 @@ def overview(request: Request) -> HTMLResponse:
     lf = core(request)
     since, until, error = _window(request)
     try:
-        funnel = lf.funnel_report("none", since, until).to_json()
         by_source = lf.funnel_report("source", since, until).to_json()
-        by_campaign = lf.funnel_report("utm_campaign", since, until).to_json()
     except ValidationError as exc:
         error, since, until = exc.message, None, None
-        funnel = lf.funnel_report("none").to_json()
         by_source = lf.funnel_report("source").to_json()
-        by_campaign = lf.funnel_report("utm_campaign").to_json()
-    total = funnel["groups"][0] if funnel["groups"] else None
-    reached = total["reached"] if total else dict.fromkeys(FUNNEL, 0)
+    by_campaign = lf.funnel_report("utm_campaign", since, until).to_json()
+    # Every lead of the window is in exactly one source group ("(none)" without a source),
+    # so the whole funnel is the sum of the groups: no third pass over the leads.
+    groups = by_source["groups"]
+    reached = {stage: sum(g["reached"][stage] for g in groups) for stage in FUNNEL}
+    conversion = FunnelGroup("all", reached["lead"], reached).conversion if groups else {}
     bars = []
     for stage in FUNNEL:
         share = reached[stage] / reached["lead"] if reached.get("lead") else None
@@ -158,7 +160,7 @@ def overview(request: Request) -> HTMLResponse:
         since=since,
         until=until,
         reached=reached,
-        conversion=total["conversion"] if total else {},
+        conversion=conversion,
         now=lf.stage_counts(),
         funnel_chart=charts.hbars(bars, "Leads that reached each stage"),
         trend_chart=charts.lines(
@@ -214,10 +216,8 @@ def lead_page(request: Request, lead_id: int) -> HTMLResponse:
     if lead.id != lead_id:  # merged into another lead: show the survivor
         return render(request, "moved.html", 200, target=f"/leads/{lead.id}", lead_id=lead_id)
     explained = lf.explain(lead.id)
-    try:
-        prediction = lf.prediction(lead.id)
-    except NotFound:
-        prediction = None
+    # The explanation carries the prediction; only without one is the reason asked for.
+    prediction = explained["prediction"] or lf.prediction(lead.id)
     rules = sorted(explained["engagement"]["rules"], key=lambda r: -abs(r["score"]))
     return render(
         request,
@@ -265,8 +265,7 @@ async def decide(request: Request, lead_id: int) -> Response:
             note=form.get("note", "")[:2000],
         )  # fmt: skip
     except (ValidationError, NotFound, Conflict) as exc:
-        status = 409 if isinstance(exc, Conflict) else 404 if isinstance(exc, NotFound) else 400
-        return _problem(request, back, exc, status)
+        return _problem(request, back, exc)
     verb = "accepted" if decision == "accept" else "rejected"
     return redirect(back, f"Lead {change.lead_id} {verb} ({change.to_stage.upper()}).")
 
@@ -286,13 +285,12 @@ async def move(request: Request, lead_id: int) -> Response:
             note=form.get("note", "")[:2000],
         )  # fmt: skip
     except (ValidationError, NotFound, Conflict) as exc:
-        status = 409 if isinstance(exc, Conflict) else 404 if isinstance(exc, NotFound) else 400
-        return _problem(request, back, exc, status)
+        return _problem(request, back, exc)
     return redirect(back, f"Lead {change.lead_id} moved to {change.to_stage}.")
 
 
-def _problem(request: Request, back: str, exc: LeadflowError, status: int) -> HTMLResponse:
-    return render(request, "problem.html", status, message=exc.message, back=back)
+def _problem(request: Request, back: str, exc: LeadflowError) -> HTMLResponse:
+    return render(request, "problem.html", status_of(exc), message=exc.message, back=back)
 
 
 # --- sales queue ------------------------------------------------------------------------

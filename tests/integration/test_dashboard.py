@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 from markupsafe import escape
@@ -567,3 +568,39 @@ def test_sales_moves_an_accepted_lead_along_with_a_reason(
     )  # fmt: skip
     forged = site.post(f"/leads/{ann}/move", data={"stage": "opportunity", "reason": "x"})
     assert forged.status_code == 403 and app.lead(ann).stage == "sql"
+
+
+def test_a_backtest_from_the_model_page_compares_the_candidate_with_the_live_model(
+    app: Leadflow, site: TestClient, source: SourceRecord, clock: Clock
+) -> None:
+    ann = make_mql(app, source, "ann")
+    make_mql(app, source, "bob")
+    ingest(app, source, page("ann", "/pricing", T0 + timedelta(hours=1)))  # ann: 50, bob: 40
+    clock.advance(days=2)
+    app.decide(ann, "accept", "meets_criteria")
+    app.move_stage(ann, "sql", "qualified")  # ann converts after her MQL; bob does not
+    app.add_user("mia@acme.test", PASSWORD, "marketer")
+    sign_in(site, "mia@acme.test")
+    csrf = csrf_of(site.get("/model").text)
+    candidate = MODEL.replace("engagement >= 40", "engagement >= 500")
+    answer = site.post(
+        "/model/backtest", data={"csrf": csrf, "candidate": candidate, "capacity": "1"}
+    )
+    assert answer.status_code == 200, answer.text
+    text = html.unescape(answer.text)
+    assert "Result over 2 leads, 1 weeks, 1 conversions" in text
+
+    def row(label: str) -> list[str]:
+        found = re.search(
+            rf"<td>{label}</td><td class=\"num\">([^<]*)</td><td class=\"num\">([^<]*)</td>", text
+        )
+        assert found is not None, label
+        return [found.group(1), found.group(2)]
+
+    assert row("MQLs") == ["2", "0"]  # the candidate's bar is out of reach
+    assert row("Precision") == ["50.0%", "\N{EN DASH}"]
+    # one MQL a week: the suggested threshold keeps ann (50) and leaves bob (40) out, and the
+    # page says what that would have given: one MQL, the one that converted
+    assert row("MQLs at the suggestion") == ["1", "1"]
+    assert row("Precision at the suggestion") == ["100.0%", "100.0%"]
+    assert row("Recall at the suggestion") == ["100.0%", "100.0%"]

@@ -111,6 +111,10 @@ def _rows(figures: dict[str, Any], capacity: int, weeks: int) -> list[tuple[str,
         ("engagement threshold", _number(figures["engagement_threshold"])),
         ("suggested threshold", _number(figures["suggested_threshold"])),
         ("MQLs at the suggested threshold", _number(figures["mqls_at_suggested_threshold"])),
+        ("hits at the suggested threshold", _number(figures["hits_at_suggested_threshold"])),
+        ("precision at the suggested threshold",
+         _percent(figures["precision_at_suggested_threshold"])),
+        ("recall at the suggested threshold", _percent(figures["recall_at_suggested_threshold"])),
     ]  # fmt: skip
 
 

@@ -177,6 +177,7 @@ class History:
 class LeadResult:
     mql_at: datetime | None = None
     reach: float = NEVER
+    hit_reach: float = NEVER  # the reach over the instants before the conversion
 
 
 class Replayer:
@@ -207,20 +208,23 @@ class Replayer:
         result = LeadResult()
         for event in history.events:
             apply_event(rules, state, event, self.watched)
-            if self._look(result, self.facts(lead, fit, state, event.timestamp)):
+            if self._look(result, self.facts(lead, fit, state, event.timestamp), history):
                 return result
         last = history.events[-1].timestamp if history.events else None
         if end is not None and (last is None or end > last):
-            self._look(result, self.facts(lead, fit, state, end))
+            self._look(result, self.facts(lead, fit, state, end), history)
         return result
 
-    def _look(self, result: LeadResult, facts: Facts) -> bool:
+    def _look(self, result: LeadResult, facts: Facts, history: History) -> bool:
         """Evaluate at one instant; True when nothing later can change the result."""
         if result.mql_at is None and self.model.policy.evaluate(facts).result:
             result.mql_at = facts.now
         if self.probe is None:
             return result.mql_at is not None
-        result.reach = max(result.reach, self.probe.reach(facts))
+        reach = self.probe.reach(facts)
+        result.reach = max(result.reach, reach)
+        if history.hit(facts.now):
+            result.hit_reach = max(result.hit_reach, reach)
         return result.mql_at is not None and result.reach == ALWAYS
 
 
@@ -252,6 +256,8 @@ class Tally:
     days_to_mql: list[float] = field(default_factory=list)
     reaches: list[float] = field(default_factory=list)  # finite ones
     always: int = 0
+    hit_reaches: list[float] = field(default_factory=list)  # finite ones
+    always_hits: int = 0
 
     def add(self, result: LeadResult, history: History) -> None:
         if result.mql_at is not None:
@@ -265,6 +271,10 @@ class Tally:
             self.always += 1
         elif result.reach > NEVER:
             self.reaches.append(result.reach)
+        if result.hit_reach == ALWAYS:
+            self.always_hits += 1
+        elif result.hit_reach > NEVER:
+            self.hit_reaches.append(result.hit_reach)
 
     def suggest(self, budget: int) -> tuple[float | None, int | None]:
         """The lowest engagement threshold (to 0.01) with at most ``budget`` MQLs, and the
@@ -283,6 +293,11 @@ class Tally:
             threshold = round(threshold + 0.01, 2)
         return threshold, self.always + sum(1 for r in reaches if r >= threshold)
 
+    def hits_at(self, threshold: float) -> int:
+        """The hits with every engagement floor of the policy at ``threshold``: the leads
+        for which the policy would have held at some instant before their conversion."""
+        return self.always_hits + sum(1 for r in self.hit_reaches if r >= threshold)
+
 
 def _ratio(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
@@ -299,6 +314,9 @@ def figures(
     median = statistics.median(tally.days_to_mql) if tally.days_to_mql else None
     probe = replayer.probe
     suggested, projected = tally.suggest(capacity * len(weeks)) if probe else (None, None)
+    hits_at = tally.hits_at(suggested) if suggested is not None else None
+    precision_at = _ratio(hits_at, projected) if hits_at is not None and projected else None
+    recall_at = _ratio(hits_at, converted) if hits_at is not None else None
     return {
         "version": replayer.model.version,
         "policy": replayer.model.policy.source,
@@ -314,6 +332,9 @@ def figures(
         "engagement_threshold": probe.current if probe else None,
         "suggested_threshold": suggested,
         "mqls_at_suggested_threshold": projected,
+        "hits_at_suggested_threshold": hits_at,
+        "precision_at_suggested_threshold": precision_at,
+        "recall_at_suggested_threshold": recall_at,
     }
 
 

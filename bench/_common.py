@@ -44,10 +44,13 @@ def database(backend: str, folder: Path) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def served(db_url: str, workers: int, folder: Path) -> Iterator[str]:
-    """`leadflow serve` in a subprocess; yields its base URL once /healthz answers."""
+def served(
+    db_url: str, workers: int, folder: Path, env: dict[str, str] | None = None
+) -> Iterator[str]:
+    """`leadflow serve` in a subprocess (with ``env`` added to its environment); yields its
+    base URL once /healthz answers."""
     port = free_port()
-    env = {**os.environ, "LEADFLOW_DATABASE_URL": db_url}
+    env = {**os.environ, "LEADFLOW_DATABASE_URL": db_url, **(env or {})}
     log = (folder / f"serve-{port}.log").open("w")
     command = [
         sys.executable,

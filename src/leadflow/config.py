@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import Field, TypeAdapter
@@ -42,6 +42,17 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10)
     max_inflight_requests: int = Field(
         default=64, description="Ingestion requests in progress before answering 429."
+    )
+    ingest_mode: Literal["direct", "staged"] = Field(
+        default="direct",
+        description="direct: a tracking request is answered after its events are stored and "
+        "scored; staged: after its body is stored in the inbox, which a drainer processes "
+        "(docs/tracking.md).",
+    )
+    inbox_drainer: bool = Field(
+        default=True,
+        description="In staged mode, each server process drains the inbox in a background "
+        "thread; false leaves it to `leadflow inbox drain` and `leadflow worker`.",
     )
     api_token: str = Field(
         default="", description="When set, /api/* requires 'Authorization: Bearer <token>'."

@@ -65,14 +65,15 @@ def chromium(*extra: str) -> Iterator[Any]:
 
 # --- the dashboard (create_site) over a store opened with the module's scoring model ------
 @contextmanager
-def serving(asgi: Any) -> Iterator[tuple[str, int]]:
-    """uvicorn serving an ASGI app in a background thread on a free 127.0.0.1 port."""
+def serving(asgi: Any, lifespan: str = "off") -> Iterator[tuple[str, int]]:
+    """uvicorn serving an ASGI app in a background thread on a free 127.0.0.1 port
+    (``lifespan="on"`` runs the app's startup and shutdown, e.g. staged ingestion's drainer)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     config = uvicorn.Config(
-        asgi, log_level="warning", lifespan="off", access_log=False, timeout_graceful_shutdown=2
+        asgi, log_level="warning", lifespan=lifespan, access_log=False, timeout_graceful_shutdown=2
     )
     instance = uvicorn.Server(config)
     thread = threading.Thread(target=instance.run, kwargs={"sockets": [sock]}, daemon=True)

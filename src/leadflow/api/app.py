@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
@@ -39,6 +41,19 @@ class ApiToken(BaseHTTPMiddleware):
         return await call_next(request)
 
 
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Staged ingestion's drainer runs while the app serves."""
+    drainer = app.state.drainer
+    if drainer is not None:
+        drainer.start()
+    try:
+        yield
+    finally:
+        if drainer is not None:
+            drainer.stop()
+
+
 def create_app(settings: Settings | None = None, leadflow: Leadflow | None = None) -> FastAPI:
     """Build the app around a Leadflow (opened from settings when not given)."""
     core = leadflow or open_leadflow(settings)
@@ -48,10 +63,11 @@ def create_app(settings: Settings | None = None, leadflow: Leadflow | None = Non
         description="Lead capture, identity, scoring and lifecycle API.",
         docs_url="/docs",
         openapi_url="/openapi.json",
+        lifespan=_lifespan,
     )
     app.state.leadflow = core
     errors.install(app)
-    tracking.install(app, core)
+    app.state.drainer = tracking.install(app, core)
     app.include_router(leads.router)
     app.include_router(sources.router)
     app.include_router(lifecycle.router)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import threading
 import zlib
 from dataclasses import dataclass
 from typing import Any
@@ -31,15 +32,10 @@ from leadflow.domain.errors import (
     RateLimited,
     ValidationError,
 )
-from leadflow.domain.events import MAX_EVENT_BYTES, SHORT_TYPES
+from leadflow.domain.events import BATCH_ROUTES, MAX_EVENT_BYTES, SINGLE_ROUTES, split_request
 
 log = logging.getLogger("leadflow.api")
 
-SINGLE_ROUTES = {
-    **{name: name for name in ("identify", "track", "page", "screen", "group", "alias")},
-    **SHORT_TYPES,
-}
-BATCH_ROUTES = ("batch", "import", "b")
 CORS_HEADERS = "Content-Type, Authorization, Content-Encoding, X-Requested-With"
 OK = b'{"success":true}'
 
@@ -124,11 +120,56 @@ def write_key(request: Request, payload: Any) -> str:
     return key
 
 
+class Drainer:
+    """Staged ingestion: processes the inbox in a background thread while the app runs,
+    woken by each accepted request; on its own, it looks every ``idle`` seconds (for rows
+    that another process accepted)."""
+
+    def __init__(self, leadflow: Leadflow, requests: int = 50, idle: float = 0.5) -> None:
+        self.leadflow = leadflow
+        self.requests = requests
+        self.idle = idle
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="inbox-drainer", daemon=True)
+            self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Finish the batch in progress, then stop; what is left stays in the inbox."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.clear()
+            try:
+                busy = self.leadflow.drain_inbox(self.requests).requests > 0
+            except Exception:  # logged, then tried again: the rows stay in the inbox
+                log.exception("draining the inbox failed; retrying")
+                self._stop.wait(1.0)
+                continue
+            if not busy:
+                self._wake.wait(self.idle)
+
+
 class TrackingEndpoints:
     def __init__(self, leadflow: Leadflow, limits: Limits) -> None:
         self.leadflow = leadflow
         self.limits = limits
         self.in_flight = 0
+        self.staged = leadflow.settings.ingest_mode == "staged"
+        self.drainer = Drainer(leadflow)
 
     async def handle(self, request: Request) -> Response:
         headers = cors(request)
@@ -159,19 +200,17 @@ class TrackingEndpoints:
         if not isinstance(payload, dict):
             raise ValidationError("body must be a JSON object")
         source = self.leadflow.source_for_key(write_key(request, payload))
-        if single:
-            messages: list[Any] = [payload]
-            route_type: str | None = SINGLE_ROUTES[route]
-            defaults: dict[str, Any] = {}
+        if self.staged:
+            result = await run_in_threadpool(
+                self.leadflow.enqueue, source, route, body, split_request(route, payload)
+            )
+            self.drainer.wake()  # a no-op when the drainer does not run here
         else:
-            batch = payload.get("batch")
-            if not isinstance(batch, list):
-                raise ValidationError("batch: must be a list of messages")
-            messages, route_type = batch, None
-            defaults = {k: payload.get(k) for k in ("context", "integrations", "sentAt")}
-        result = await run_in_threadpool(
-            self.leadflow.ingest, source, messages, route_type=route_type, defaults=defaults
-        )
+            parts = split_request(route, payload)
+            result = await run_in_threadpool(
+                self.leadflow.ingest, source, parts.messages, route_type=parts.route_type,
+                defaults=parts.defaults,
+            )  # fmt: skip
         if result.errors:
             raise BatchErrors(errors=result.errors, accepted=result.accepted + result.duplicates)
         return Response(OK, 200, headers, media_type="application/json")
@@ -217,7 +256,8 @@ class TrackingEndpoints:
         return json_response(body, headers=cors(request))
 
 
-def install(app: FastAPI, leadflow: Leadflow) -> None:
+def install(app: FastAPI, leadflow: Leadflow) -> Drainer | None:
+    """Add the tracking routes; in staged mode, return the drainer the app runs."""
     settings = leadflow.settings
     endpoints = TrackingEndpoints(
         leadflow,
@@ -232,3 +272,4 @@ def install(app: FastAPI, leadflow: Leadflow) -> None:
         methods=["GET"],
         include_in_schema=False,
     )
+    return endpoints.drainer if endpoints.staged and settings.inbox_drainer else None

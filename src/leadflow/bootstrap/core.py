@@ -6,13 +6,18 @@ import random
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
+from itertools import groupby
+from operator import attrgetter
 from typing import Any, Self
 
+import orjson
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from leadflow.adapters.db.engine import make_engine, writing
+from leadflow.adapters.db.inbox import SqlInbox
 from leadflow.adapters.db.ingest import SqlIngestRepository
 from leadflow.adapters.db.leads import SqlLeadRepository
 from leadflow.adapters.db.sources import SqlSourceRepository
@@ -21,7 +26,8 @@ from leadflow.domain.errors import (
     AuthenticationError,
     BatchErrors,
 )
-from leadflow.domain.events import normalize_batch
+from leadflow.domain.events import NormalizedEvent, normalize_batch, split_request
+from leadflow.domain.events import Request as TrackingRequest
 from leadflow.ports import (
     Clock,
     ConflictView,
@@ -42,6 +48,14 @@ from leadflow.services.qualify import Qualifier
 _RETRIES = 10
 # PostgreSQL deadlock_detected and serialization_failure: the loser may simply run again.
 _TRANSIENT_STATES = frozenset({"40P01", "40001"})
+
+
+@dataclass(frozen=True, slots=True)
+class DrainReport:
+    """What one :meth:`Core.drain_inbox` call processed."""
+
+    requests: int  # inbox rows taken and deleted
+    result: IngestResult  # their messages: accepted, duplicates, leads created, merges
 
 
 def _transient(exc: IntegrityError | OperationalError) -> bool:
@@ -131,6 +145,72 @@ class Core:
         if bad and raise_on_error:
             raise BatchErrors(errors=bad, accepted=result.accepted)
         return result
+
+    def enqueue(
+        self, source: SourceRecord, route: str, body: bytes, request: TrackingRequest
+    ) -> IngestResult:
+        """Staged ingestion: validate the messages of one tracking request and keep its body
+        in the inbox, durably, for :meth:`drain_inbox`. Invalid items are reported by index
+        as :meth:`ingest` reports them; the valid ones are processed by the drainer."""
+        at = self.clock.now()
+        good, bad = normalize_batch(
+            request.messages, received_at=at, route_type=request.route_type,
+            defaults=request.defaults,
+        )  # fmt: skip
+        if good:
+            with self.transaction() as conn:
+                SqlInbox(conn).add(source.id, route, at, len(good), body)
+        return IngestResult(accepted=len(good), errors=bad)
+
+    def drain_inbox(self, requests: int = 50) -> DrainReport:
+        """Process up to ``requests`` staged requests, oldest first, in one transaction:
+        their events are stored and scored, and their inbox rows deleted, together. Several
+        drainers may run at once on PostgreSQL (rows are taken with SKIP LOCKED)."""
+        for attempt in range(_RETRIES):
+            try:
+                with self.transaction() as conn:
+                    return self._drain(conn, requests)
+            except (IntegrityError, OperationalError) as exc:
+                if attempt == _RETRIES - 1 or not _transient(exc):
+                    raise
+                time.sleep(random.uniform(0, 0.005 * 2 ** min(attempt, 6)))
+        raise AssertionError("unreachable")
+
+    def _drain(self, conn: Connection, requests: int) -> DrainReport:
+        box = SqlInbox(conn)
+        items = box.take(requests)
+        total = IngestResult()
+        if not items:
+            return DrainReport(0, total)
+        ingestor = Ingestor(
+            SqlIngestRepository(conn), self.qualifier, self.settings.default_phone_region,
+            **self._ingest_options(conn),
+        )  # fmt: skip
+        for source_id, group in groupby(items, key=attrgetter("source_id")):
+            events: list[NormalizedEvent] = []
+            last = None
+            for item in group:
+                parts = split_request(item.route, orjson.loads(item.body))
+                good, _ = normalize_batch(
+                    parts.messages, received_at=item.received_at, route_type=parts.route_type,
+                    defaults=parts.defaults,
+                )  # fmt: skip
+                events.extend(good)
+                last = item.received_at
+            assert last is not None
+            result = ingestor.ingest(source_id, events, last)
+            total.accepted += result.accepted
+            total.duplicates += result.duplicates
+            total.leads_created += result.leads_created
+            total.merges += result.merges
+            total.conflicts += result.conflicts
+        box.remove([item.id for item in items])
+        return DrainReport(len(items), total)
+
+    def inbox_status(self) -> dict[str, Any]:
+        """Staged requests waiting: how many, their messages, the oldest one's arrival."""
+        with self.engine.connect() as conn:
+            return SqlInbox(conn).status()
 
     def import_batch(
         self,

@@ -15,6 +15,7 @@ from leadflow.cli import (
     demo,
     identity,
     imports,
+    inbox,
     init,
     leads,
     model,
@@ -86,6 +87,7 @@ app.command("init")(init.init)
 app.command("serve")(serve.serve)
 app.add_typer(sources.app, name="sources")
 app.add_typer(imports.app, name="import")
+app.add_typer(inbox.app, name="inbox")
 app.add_typer(leads.app, name="leads")
 app.add_typer(identity.app, name="identity")
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from leadflow.domain.errors import ItemError
+from leadflow.domain.errors import ItemError, NotFound, ValidationError
 from leadflow.domain.identity import normalize_email
 
 EVENT_TYPES = frozenset({"identify", "track", "page", "screen", "group", "alias"})
@@ -28,6 +28,11 @@ SHORT_TYPES = {
     "a": "alias",
 }
 MAX_EVENT_BYTES = 32 * 1024
+SINGLE_ROUTES = {
+    **{name: name for name in ("identify", "track", "page", "screen", "group", "alias")},
+    **SHORT_TYPES,
+}
+BATCH_ROUTES = ("batch", "import", "b")
 _FRACTION = re.compile(r"(\.\d{6})\d+")
 _ID_MAX = 512
 
@@ -293,3 +298,27 @@ def normalize_batch(
         else:
             good.append(result)
     return good, bad
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """The messages of one tracking request, with what the route adds to each."""
+
+    messages: list[Any]
+    route_type: str | None  # the type a single-message route gives, None for a batch
+    defaults: dict[str, Any]  # the batch's context, integrations and sentAt
+
+
+def split_request(route: str, payload: Any) -> Request:
+    """The messages of a parsed request body sent to ``/v1/<route>``."""
+    if route not in SINGLE_ROUTES and route not in BATCH_ROUTES:
+        raise NotFound(f"no tracking route /v1/{route}")
+    if not isinstance(payload, dict):
+        raise ValidationError("body must be a JSON object")
+    if route in SINGLE_ROUTES:
+        return Request([payload], SINGLE_ROUTES[route], {})
+    batch = payload.get("batch")
+    if not isinstance(batch, list):
+        raise ValidationError("batch: must be a list of messages")
+    defaults = {k: payload.get(k) for k in ("context", "integrations", "sentAt")}
+    return Request(batch, None, defaults)

@@ -422,6 +422,7 @@ class Policy:
             n for n in walk(root) if isinstance(n, Compare) and decaying(n.operands)
         )
         self._decaying_conditions = tuple(condition_of(n) for n in self._decaying)
+        self._crossing_points = crossing_points(self._decaying)
 
     def __repr__(self) -> str:
         return f"Policy({self.source!r})"
@@ -453,6 +454,7 @@ class Policy:
         facts: Facts,
         decay: Callable[[str, datetime], float],
         monotone: bool = False,
+        bounds: Callable[[str], tuple[float, float]] | None = None,
     ) -> datetime | None:
         """The earliest instant after ``facts.now`` at which some part of the policy may
         change its value with no new event: a happened() window that stops holding, or a
@@ -460,10 +462,24 @@ class Policy:
         compared with (within a year, found to the second by sampling ``decay(variable,
         at)`` and bisecting). None when nothing changes by itself. ``monotone``: the scores
         can only fall with time (no decaying negative points), so each comparison changes at
-        most once: one look at the horizon tells whether anything changes at all."""
+        most once: one look at the horizon tells whether anything changes at all.
+        ``bounds(variable)``: the lowest and highest a decaying score can be from now on; when
+        no number it is compared with lies between them, nothing is sampled."""
         found = [expiry(w, facts) for w in self._windows]
-        found.append(self._crossing(facts, decay, monotone))
+        if bounds is None or self._may_cross(bounds):
+            found.append(self._crossing(facts, decay, monotone))
         return min((t for t in found if t is not None), default=None)
+
+    def _may_cross(self, bounds: Callable[[str], tuple[float, float]]) -> bool:
+        """False when no decaying score can reach a number it is compared with: each
+        comparison then keeps its value for good."""
+        if self._crossing_points is None:
+            return True
+        for path, points in self._crossing_points.items():
+            low, high = bounds(path)
+            if any(low - EPSILON <= n <= high + EPSILON for n in points):
+                return True
+        return False
 
     def _crossing(
         self, facts: Facts, decay: Callable[[str, datetime], float], monotone: bool
@@ -509,6 +525,26 @@ SAMPLES = sorted(
     | {7 * 86_400 * k for k in range(1, 53)}
     | {int(HORIZON.total_seconds())}
 )  # seconds after now: dense near now, weekly to the horizon
+
+
+EPSILON = 1e-9
+
+
+def crossing_points(nodes: Sequence[Compare]) -> dict[str, tuple[float, ...]] | None:
+    """For each decaying score, the numbers the comparisons hold it against: its value can
+    only change a comparison by crossing one of them. None when a decaying score is compared
+    with anything but constants (another score, a trait): then it has to be sampled."""
+    found: dict[str, list[float]] = {}
+    for node in nodes:
+        for left, right in pairwise(node.operands):
+            for var, other in ((left, right), (right, left)):
+                if not (isinstance(var, Var) and decaying_path(var.path)):
+                    continue
+                items = other.items if isinstance(other, ListOf) else (other,)
+                if not all(isinstance(item, Literal) for item in items):
+                    return None
+                found.setdefault(var.path, []).extend(float(n) for n in numbers(items))
+    return {path: tuple(points) for path, points in found.items()}
 
 
 def decaying_path(path: str) -> bool:

@@ -343,14 +343,41 @@ def engagement_at(rules: ScoringRules, state: EngagementState, moment: datetime)
     """The engagement score at ``moment``: rules decayed and capped, groups capped, summed."""
     when = epoch(moment)
     raw: dict[str, float] = {}
-    capped: dict[str, float] = {}
+    for rule in rules.engagement:
+        found = state.rules.get(rule.id)
+        if found is not None:
+            raw[rule.id] = found.at(rule, when)
+    return _combine(rules, raw)
+
+
+def engagement_bounds(
+    rules: ScoringRules, state: EngagementState, moment: datetime
+) -> tuple[EngagementScore, EngagementScore]:
+    """The lowest and the highest the score (and each group) can be at any instant from
+    ``moment`` on, with no new event. Each rule's accumulator is one exponential: it keeps
+    its sign and decays towards 0 (or stays, without decay), so it lies between its value
+    now and 0; caps, group ceilings and sums only keep the order."""
+    when = epoch(moment)
+    low: dict[str, float] = {}
+    high: dict[str, float] = {}
     for rule in rules.engagement:
         found = state.rules.get(rule.id)
         if found is None:
             continue
         value = found.at(rule, when)
-        raw[rule.id] = value
-        capped[rule.id] = min(value, rule.cap) if rule.cap is not None else value
+        decays = rule.half_life is not None
+        low[rule.id] = min(value, 0.0) if decays else value
+        high[rule.id] = max(value, 0.0) if decays else value
+    return _combine(rules, low), _combine(rules, high)
+
+
+def _combine(rules: ScoringRules, raw: Mapping[str, float]) -> EngagementScore:
+    """Rules capped, groups capped, summed: the score of these decayed rule values."""
+    capped: dict[str, float] = {}
+    for rule in rules.engagement:
+        if rule.id in raw:
+            value = raw[rule.id]
+            capped[rule.id] = min(value, rule.cap) if rule.cap is not None else value
     groups: dict[str, float] = {}
     total = 0.0
     for rule in rules.engagement:
@@ -360,7 +387,7 @@ def engagement_at(rules: ScoringRules, state: EngagementState, moment: datetime)
         summed = sum(capped[r.id] for r in rules.engagement if r.group == name and r.id in capped)
         groups[name] = min(summed, ceiling) if ceiling is not None else summed
         total += groups[name]
-    return EngagementScore(total, groups, capped, raw)
+    return EngagementScore(total, groups, capped, dict(raw))
 
 
 def merge_states(a: EngagementState, b: EngagementState, rules: ScoringRules) -> EngagementState:

@@ -45,6 +45,7 @@ class WorkReport:
     """One pass of the worker: reviews and escalations, outbox rows handed to consumers,
     journey steps, messages and sales webhooks."""
 
+    inbox: int = 0  # staged tracking messages processed
     reviews: ReviewReport = field(default_factory=ReviewReport)
     outbox: int = 0
     steps: StepReport = field(default_factory=StepReport)
@@ -55,19 +56,31 @@ class WorkReport:
     def busy(self) -> bool:
         r = self.reviews
         return bool(
-            r.reviewed or r.escalated or self.outbox or self.steps.runs or self.webhooks
-            or self.sends.sent or self.sends.skipped or self.sends.failed or self.sends.retried
+            self.inbox or r.reviewed or r.escalated or self.outbox or self.steps.runs
+            or self.webhooks or self.sends.sent or self.sends.skipped or self.sends.failed
+            or self.sends.retried
         )  # fmt: skip
 
     def summary(self) -> str:
         s = self.sends
         return (
-            f"reviewed {self.reviews.reviewed}, stage changes {self.reviews.changes}, "
+            f"inbox {self.inbox}, reviewed {self.reviews.reviewed}, "
+            f"stage changes {self.reviews.changes}, "
             f"escalated {self.reviews.escalated}, outbox {self.outbox}, "
             f"journey steps {self.steps.steps} ({self.steps.finished} runs done), "
             f"sent {s.sent}, skipped {s.skipped}, deferred {s.deferred}, retried {s.retried}, "
             f"failed {s.failed}, webhooks {self.webhooks}"
         )
+
+
+def drain(leadflow: Leadflow, requests: int = 50) -> int:
+    """Process the inbox of staged ingestion until it is empty; the messages processed."""
+    total = 0
+    while True:
+        drained = leadflow.drain_inbox(requests)
+        if drained.requests == 0:
+            return total
+        total += drained.result.accepted + drained.result.duplicates
 
 
 def consumers(leadflow: Leadflow) -> list[Consumer]:
@@ -78,8 +91,10 @@ def consumers(leadflow: Leadflow) -> list[Consumer]:
 def work_once(leadflow: Leadflow, messaging: Messaging, client: httpx.Client) -> WorkReport:
     """Everything that is due now, in order: reviews (which may change stages), the outbox
     (which starts journeys and queues webhooks), journey steps, messages, webhooks, and the
-    journey steps that the messages let go on."""
-    found = WorkReport(reviews=run_once(leadflow))
+    journey steps that the messages let go on. Staged tracking requests come first: the
+    events they hold may change stages."""
+    inbox = drain(leadflow)
+    found = WorkReport(reviews=run_once(leadflow), inbox=inbox)
     found.outbox = dispatch(leadflow, consumers(leadflow))
     found.steps.enrolled = enroll_dates(leadflow)
     found.steps += run_steps(leadflow)

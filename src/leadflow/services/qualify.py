@@ -21,6 +21,7 @@ from leadflow.domain.scoring import (
     ScoredEvent,
     apply_event,
     engagement_at,
+    engagement_bounds,
     epoch,
     fit_of,
     fit_source,
@@ -188,5 +189,16 @@ class Qualifier:
                 return score.total
             return score.groups.get(variable.removeprefix("groups."), 0.0)
 
-        found = self.model.policy.next_change(facts, decay, self.monotone)
+        limits: list[tuple[EngagementScore, EngagementScore]] = []
+
+        def bounds(variable: str) -> tuple[float, float]:
+            if not limits:
+                limits.append(engagement_bounds(rules, state, facts.now))
+            low, high = limits[0]
+            if variable == "engagement":
+                return low.total, high.total
+            name = variable.removeprefix("groups.")
+            return low.groups.get(name, 0.0), high.groups.get(name, 0.0)
+
+        found = self.model.policy.next_change(facts, decay, self.monotone, bounds)
         return found if found is None or epoch(found) > epoch(facts.now) else None

@@ -18,6 +18,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Numeric,
     String,
@@ -604,3 +605,17 @@ lead_assignments = cast_table(LeadAssignment)
 users = cast_table(UserRow)
 web_sessions = cast_table(WebSession)
 costs = cast_table(CostRow)
+
+
+# --- staged ingestion ---
+class InboxRow(Base):
+    """A tracking request accepted durably, waiting for a drainer (staged ingestion)."""
+
+    __tablename__ = "inbox"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id"))
+    route: Mapped[str] = mapped_column(String(16))  # the /v1/<route> it came to
+    received_at: Mapped[datetime] = mapped_column(Time)
+    messages: Mapped[int] = mapped_column(Integer)  # valid messages in the body
+    body: Mapped[bytes] = mapped_column(LargeBinary)  # as received, after gzip inflation

@@ -625,6 +625,19 @@ def test_next_change_is_when_a_decaying_score_crosses_its_threshold(source: str)
     assert before == policy.evaluate(lead).result != after
 
 
+@pytest.mark.parametrize("monotone", [False, True])
+def test_a_falling_score_entering_a_band_is_caught_even_when_scores_only_fall(
+    monotone: bool,
+) -> None:
+    # from 80 the score enters [10, 50) and leaves it again: at the horizon the band is
+    # false as it is now, so one look there would miss both changes
+    policy = parse_policy("10 <= engagement < 50")
+    lead = facts(engagement=80.0)
+    found = policy.next_change(lead, exponential(engagement=80.0), monotone)
+    assert found is not None
+    assert timedelta(0) <= found - crossing(80.0, 50.0) <= timedelta(seconds=1)
+
+
 def test_next_change_follows_score_groups() -> None:
     policy = parse_policy("groups.webinar > 20 and fit.grade == 'A'", GROUPS)
     lead = facts(fit_grade="A", groups={"webinar": 30.0, "pricing": 5.0})

@@ -423,6 +423,10 @@ class Policy:
         )
         self._decaying_conditions = tuple(condition_of(n) for n in self._decaying)
         self._crossing_points = crossing_points(self._decaying)
+        # a falling score flips `engagement >= 45` at most once, `5 <= x < 9` up to twice
+        self._single_flip = all(
+            len(n.ops) == 1 and n.ops[0].text in _RAISES for n in self._decaying
+        )
 
     def __repr__(self) -> str:
         return f"Policy({self.source!r})"
@@ -461,8 +465,10 @@ class Policy:
         decaying score (``engagement``, ``groups.<name>``) that crosses a number it is
         compared with (within a year, found to the second by sampling ``decay(variable,
         at)`` and bisecting). None when nothing changes by itself. ``monotone``: the scores
-        can only fall with time (no decaying negative points), so each comparison changes at
-        most once: one look at the horizon tells whether anything changes at all.
+        can only fall with time (no decaying negative points), so each plain comparison
+        (``>=``, ``>``, ``<=``, ``<`` with one number) changes at most once: one look at the
+        horizon tells whether anything changes at all (a band such as ``5 <= x < 9``, or
+        ``==``, is sampled all the same).
         ``bounds(variable)``: the lowest and highest a decaying score can be from now on; when
         no number it is compared with lies between them, nothing is sampled."""
         found = [expiry(w, facts) for w in self._windows]
@@ -502,7 +508,7 @@ class Policy:
             return [condition(moved) for condition in conditions] != before
 
         low = 0
-        if monotone:  # each comparison flips at most once: bisect the whole horizon
+        if monotone and self._single_flip:  # each comparison flips at most once: bisect
             high = SAMPLES[-1]
             if not changed(high):
                 return None

@@ -266,7 +266,7 @@ def test_sign_in_find_a_lead_see_why_it_is_an_mql_and_decide(
         ["Visited the pricing page half-life 7d", "1", "10.0", "10.0"],
     ]
     assert why.locator("ul.criteria li").all_inner_texts() == [
-        "+50 Software company traits.industry in ('software',)"
+        "+50 Software company traits.industry is one of software"
     ]
     assert page.locator("section.action form.decide-accept").count() == 1
 

@@ -206,13 +206,13 @@ def test_fit_criteria_policy_clause_and_history_with_model_versions(
                 "rule": "industry",
                 "description": "An industry we sell to",
                 "points": 40.0,
-                "conditions": ["traits.industry in ('software',)"],
+                "conditions": ["traits.industry is one of software"],
             },
             {
                 "rule": "decision-maker",
                 "description": "",
                 "points": 20.0,
-                "conditions": ["traits.title contains_any ('vp', 'head')"],
+                "conditions": ["traits.title contains any of vp, head"],
             },
         ],
     }

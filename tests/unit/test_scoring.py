@@ -538,4 +538,30 @@ def test_conditions_compile_with_dotted_fields() -> None:
     assert condition.field == ("account", "employees")
     assert condition.test({"account": {"employees": 50}})
     assert not condition.test({"account": {"employees": 49}})
-    assert condition.describe() == "account.employees gte 50"
+    assert condition.describe() == "account.employees >= 50"
+
+
+@pytest.mark.parametrize(
+    ("spec", "words"),
+    [
+        ({"field": "traits.industry", "op": "in", "value": ["software", "fintech"]},
+         "traits.industry is one of software, fintech"),
+        ({"field": "traits.industry", "op": "not_in", "value": ["education"]},
+         "traits.industry is none of education"),
+        ({"field": "traits.company_size", "op": "between", "value": [50, 5000]},
+         "traits.company_size between 50 and 5000"),
+        ({"field": "traits.title", "op": "contains_any", "value": ["vp", "head"]},
+         "traits.title contains any of vp, head"),
+        ({"field": "email_domain_type", "op": "eq", "value": "free"}, "email_domain_type is free"),
+        ({"field": "traits.plan", "op": "ne", "value": "free"}, "traits.plan is not free"),
+        ({"field": "traits.title", "op": "contains", "value": "founder"},
+         "traits.title contains founder"),
+        ({"field": "properties.path", "op": "glob", "value": ["/pricing*"]},
+         "properties.path matches /pricing*"),
+        ({"field": "properties.seats", "op": "lt", "value": 2.5}, "properties.seats < 2.5"),
+        ({"field": "traits.company_size", "op": "missing"}, "traits.company_size is missing"),
+        ({"field": "traits.phone", "op": "exists"}, "traits.phone is set"),
+    ],
+)  # fmt: skip
+def test_conditions_are_described_in_words(spec: dict[str, Any], words: str) -> None:
+    assert ConditionSpec.model_validate(spec).compile().describe() == words

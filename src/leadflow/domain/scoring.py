@@ -108,10 +108,35 @@ class Condition:
         }[self.op]
 
     def describe(self) -> str:
+        """The condition in words, as explanations show it: ``traits.industry is one of
+        software, fintech``, ``account.employees between 50 and 5000``."""
         name = ".".join(self.field)
-        if self.op in ("exists", "missing"):
-            return f"{name} {self.op}"
-        return f"{name} {self.op} {self.value!r}"
+        op, value = self.op, self.value
+        if op in _WORDS_ALONE:
+            return f"{name} {_WORDS_ALONE[op]}"
+        if op == "between":
+            low, high = value
+            return f"{name} between {_shown(low)} and {_shown(high)}"
+        if op in _WORDS_LIST:
+            return f"{name} {_WORDS_LIST[op]} {', '.join(_shown(v) for v in value)}"
+        return f"{name} {_WORDS[op]} {_shown(value)}"
+
+
+_WORDS_ALONE = {"exists": "is set", "missing": "is missing"}
+_WORDS_LIST = {
+    "in": "is one of",
+    "not_in": "is none of",
+    "contains_any": "contains any of",
+    "glob": "matches",
+}
+_WORDS = {"eq": "is", "ne": "is not", "contains": "contains", "gt": ">", "gte": ">=",
+          "lt": "<", "lte": "<="}  # fmt: skip
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,12 +64,12 @@ class WorkReport:
     def summary(self) -> str:
         s = self.sends
         return (
-            f"inbox {self.inbox}, reviewed {self.reviews.reviewed}, "
+            f"reviewed {self.reviews.reviewed}, "
             f"stage changes {self.reviews.changes}, "
             f"escalated {self.reviews.escalated}, outbox {self.outbox}, "
             f"journey steps {self.steps.steps} ({self.steps.finished} runs done), "
             f"sent {s.sent}, skipped {s.skipped}, deferred {s.deferred}, retried {s.retried}, "
-            f"failed {s.failed}, webhooks {self.webhooks}"
+            f"failed {s.failed}, webhooks {self.webhooks}, inbox {self.inbox}"
         )
 
 

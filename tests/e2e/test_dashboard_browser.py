@@ -469,6 +469,17 @@ def test_on_a_phone_the_sidebar_opens_from_the_menu_button(
             page.locator("nav#nav").get_by_role("link", name="Sales queue").click()
         assert urlsplit(page.url).path == "/queue"
         assert not page.locator("nav#nav").is_visible()  # closed again on the new page
+        # the search stays at hand, on its own row under the top bar
+        search = page.get_by_role("searchbox", name="Find a lead")
+        assert search.is_visible()
+        box = search.bounding_box()
+        assert box is not None and box["width"] > 300 and box["x"] + box["width"] <= 390
+        search.fill("ann.lee@acme.test")
+        with page.expect_navigation(wait_until="load"):
+            search.press("Enter")
+        assert urlsplit(page.url).path == "/leads"
+        found = page.locator("main table tbody tr")
+        assert found.count() == 1 and "ann.lee@acme.test" in found.first.inner_text()
         SHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SHOTS / "phone-queue.png"), full_page=True)
     finally:

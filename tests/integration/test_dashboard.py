@@ -412,6 +412,8 @@ def test_settings_forms(app: Leadflow, site: TestClient) -> None:
     made = site.post("/settings/sources", data={"csrf": csrf, "name": "webinar-platform"})
     assert made.status_code == 303
     assert "webinar-platform" in [s.name for s in app.sources()]
+    again = site.post("/settings/sources", data={"csrf": csrf, "name": "webinar-platform"})
+    assert again.status_code == 409 and "already exists" in html.unescape(again.text)
     added = site.post(
         "/settings/users",
         data={"csrf": csrf, "email": "kim@acme.test", "name": "Kim", "role": "sales",
@@ -428,7 +430,7 @@ def test_settings_forms(app: Leadflow, site: TestClient) -> None:
         "/settings/users",
         data={"csrf": csrf, "email": "kim@acme.test", "role": "sales", "password": "x" * 12},
     )
-    assert twice.status_code == 400 and "exists already" in twice.text
+    assert twice.status_code == 409 and "exists already" in twice.text  # a conflict
     off = site.post("/settings/users/active", data={"csrf": csrf, "email": "kim@acme.test",
                                                      "active": "0"})  # fmt: skip
     assert off.status_code == 303 and not app.user("kim@acme.test").active

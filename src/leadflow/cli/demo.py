@@ -6,7 +6,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -51,7 +51,44 @@ def background_server(leadflow: Leadflow, host: str, port: int) -> Iterator[uvic
         thread.join(timeout=10)
 
 
-def _send(address: str, write_key: str, messages: list[dict[str, Any]]) -> tuple[SendReport, float]:
+class ReplayClock:
+    """The demo's clock. While the simulated history is sent, it stands at the end of the
+    slice of time being sent, so that stage changes, SLA timers and sales decisions are dated
+    as if the events had arrived live; otherwise, and never beyond it, real time."""
+
+    def __init__(self) -> None:
+        self.at: datetime | None = None
+
+    def now(self) -> datetime:
+        real = datetime.now(UTC)
+        return min(self.at, real) if self.at is not None else real
+
+
+SLICE = timedelta(hours=6)  # the history is sent six simulated hours at a time
+
+
+def _slices(
+    messages: list[dict[str, Any]], start: datetime
+) -> Iterator[tuple[datetime, list[dict[str, Any]]]]:
+    """The messages (in time order) by slice of time: (end of the slice, its messages)."""
+    current: list[dict[str, Any]] = []
+    end = start + SLICE
+    for message in messages:
+        at = datetime.fromisoformat(message["timestamp"])
+        if at >= end and current:
+            yield end, current
+            current = []
+        while at >= end:
+            end += SLICE
+        current.append(message)
+    if current:
+        yield end, current
+
+
+def _send(
+    address: str, write_key: str, messages: list[dict[str, Any]], clock: ReplayClock,
+    window_start: datetime,
+) -> tuple[SendReport, float]:  # fmt: skip
     columns = (
         TextColumn("sending events"),
         BarColumn(),
@@ -68,7 +105,16 @@ def _send(address: str, write_key: str, messages: list[dict[str, Any]]) -> tuple
             rate = done / max(time.perf_counter() - start, 1e-9)
             progress.update(task, advance=count, rate=f"{rate:,.0f} events/s")
 
-        report = send_over_http(address, write_key, messages, on_batch=advance)
+        report = SendReport(errors=[])
+        for end, chunk in _slices(messages, window_start):
+            clock.at = end
+            sent = send_over_http(address, write_key, chunk, on_batch=advance)
+            report.requests += sent.requests
+            report.messages += sent.messages
+            report.rejected += sent.rejected
+            assert report.errors is not None
+            report.errors.extend(sent.errors or [])
+        clock.at = None
     return report, time.perf_counter() - start
 
 
@@ -178,12 +224,14 @@ def demo(
         out.print(f"simulating {leads:,} leads over {days} days (seed {seed})...")
         messages = list(company.messages())
         address = base_url(host, port)
+        clock = ReplayClock()
+        leadflow.clock = clock  # the server below shares this Leadflow, and so its clock
         with background_server(leadflow, host, port) as server:
-            report, seconds = _send(address, source.write_key, messages)
+            report, seconds = _send(address, source.write_key, messages, clock, start)
             out.print(_summary(leadflow, report, seconds, company.summary()))
             out.print(_top_mqls(leadflow))
             run_demo_nurture(leadflow, out, address)
-            users = run_demo_sales(leadflow, out, list(company.leads()), days)
+            users = run_demo_sales(leadflow, out, list(company.leads()), days, clock)
             if screenshots is not None:
                 _screenshots(address, users[0], screenshots, out)
             for problem in (report.errors or [])[:5]:

@@ -8,7 +8,7 @@ import secrets
 from collections import Counter
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from rich.console import Console
 from rich.table import Table
@@ -50,29 +50,52 @@ def _all_mqls(leadflow: Leadflow) -> list[Any]:
             return found
 
 
-def work_the_queue(leadflow: Leadflow, truth: dict[str, SimLead], now: datetime) -> Counter[str]:
-    """Sales decides about most MQLs: those the ground truth says became opportunities are
-    accepted and moved along (SQL, opportunity, customer when won); of the others some are
-    accepted, some rejected with a reason, and about two in five stay in the queue."""
+class Clock(Protocol):
+    at: datetime | None
+
+    def now(self) -> datetime: ...
+
+
+WAITING_DAYS = 7  # most MQLs of the last week wait in the queue; older ones were decided
+
+
+def work_the_queue(
+    leadflow: Leadflow, truth: dict[str, SimLead], now: datetime, clock: Clock
+) -> Counter[str]:
+    """Sales decides about the MQLs, each at its own time: a few hours after it became an MQL
+    (some later than the SLA), then along the ground truth's dates. Those the ground truth
+    says became opportunities are accepted and moved along (SQL, opportunity, customer when
+    won); of the others some are accepted and some rejected with a reason, except that three
+    in five of those of the last week still wait in the queue."""
     done: Counter[str] = Counter()
     sales = leadflow.model.sales
     for lead in sorted(_all_mqls(leadflow), key=lambda v: v.id):
         real = truth.get(lead.email or "")
-        opportunity = bool(real and real.opportunity_at and real.opportunity_at <= now)
-        won = bool(real and real.customer_at and real.customer_at <= now)
+        opportunity_at = real.opportunity_at if real and real.opportunity_at else None
+        customer_at = real.customer_at if real and real.customer_at else None
+        opportunity = opportunity_at is not None and opportunity_at <= now
+        won = customer_at is not None and customer_at <= now
+        mql_at = lead.mql_at or now
+        recent = mql_at > now - timedelta(days=WAITING_DAYS)
         slot = lead.id % 5
+        steps = _Steps(clock, mql_at, now)
         try:
-            if opportunity or slot == 0:
+            if opportunity or slot == 0 or (slot in (3, 4) and not recent):
+                steps.at(mql_at + timedelta(hours=1 + lead.id * 7 % 30))  # some miss the SLA
                 leadflow.decide(lead.id, "accept", sales.accept_reasons[0], "user:sam")
                 done["accepted"] += 1
-                if opportunity:
+                if opportunity and opportunity_at is not None:
+                    steps.at(opportunity_at - timedelta(days=2))
                     leadflow.move_stage(lead.id, "sql", "discovery call held", "user:sam")
+                    steps.at(opportunity_at)
                     leadflow.move_stage(lead.id, "opportunity", "opportunity created", "crm")
                     done["opportunities"] += 1
-                    if won:
+                    if won and customer_at is not None:
+                        steps.at(customer_at)
                         leadflow.move_stage(lead.id, "customer", "deal won", "crm")
                         done["customers"] += 1
-            elif slot in (1, 2):
+            elif slot == 1 or (slot == 2 and not recent):
+                steps.at(mql_at + timedelta(hours=2 + lead.id * 5 % 20))
                 reason = sales.reject_reasons[lead.id % len(sales.reject_reasons)]
                 leadflow.decide(lead.id, "reject", reason, "user:sam")
                 done["rejected"] += 1
@@ -80,7 +103,21 @@ def work_the_queue(leadflow: Leadflow, truth: dict[str, SimLead], now: datetime)
                 done["waiting"] += 1
         except Conflict:  # a second run of the demo: already decided
             done["already decided"] += 1
+        finally:
+            clock.at = None
     return done
+
+
+class _Steps:
+    """Sets the clock for one lead's decisions: each after the one before, none in the
+    future."""
+
+    def __init__(self, clock: Clock, first: datetime, now: datetime) -> None:
+        self.clock, self.last, self.now = clock, first, now
+
+    def at(self, moment: datetime) -> None:
+        self.last = min(max(moment, self.last + timedelta(minutes=1)), self.now)
+        self.clock.at = self.last
 
 
 def add_segments(leadflow: Leadflow) -> dict[str, int]:
@@ -132,11 +169,11 @@ def demo_users(leadflow: Leadflow) -> list[tuple[str, str, str]]:
 
 
 def run_demo_sales(
-    leadflow: Leadflow, out: Console, truth: list[SimLead], days: int
+    leadflow: Leadflow, out: Console, truth: list[SimLead], days: int, clock: Clock
 ) -> list[tuple[str, str, str]]:
     now = leadflow.clock.now()
     by_email = {lead.email: lead for lead in truth if lead.email}
-    done = work_the_queue(leadflow, by_email, now)
+    done = work_the_queue(leadflow, by_email, now, clock)
     out.print(
         "sales worked the queue: " + ", ".join(f"{n:,} {what}" for what, n in done.items() if n)
     )

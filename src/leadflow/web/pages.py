@@ -508,7 +508,7 @@ async def add_source(request: Request) -> Response:
             raise ValidationError("name: a source needs a name")
         core(request).create_source(name)
     except (ValidationError, Conflict) as exc:
-        return _settings(request, exc.message, 400)
+        return _settings(request, exc.message, status_of(exc))
     return redirect("/settings", f"Source {name!r} created.")
 
 
@@ -522,7 +522,7 @@ async def add_user(request: Request) -> Response:
             form.get("name", ""), form.get("rep") or None,
         )  # fmt: skip
     except (ValidationError, Conflict, NotFound) as exc:
-        return _settings(request, exc.message, 400)
+        return _settings(request, exc.message, status_of(exc))
     return redirect("/settings", f"User {user.email} added as {user.role.value}.")
 
 
@@ -537,7 +537,7 @@ async def user_active(request: Request) -> Response:
     try:
         core(request).set_user_active(email, active)
     except NotFound as exc:
-        return _settings(request, exc.message, 404)
+        return _settings(request, exc.message, status_of(exc))
     return redirect("/settings", f"User {email} {'enabled' if active else 'disabled'}.")
 
 
@@ -553,7 +553,7 @@ async def add_cost(request: Request) -> Response:
             form.get("amount", ""), form.get("currency") or "USD", form.get("note", ""),
         )  # fmt: skip
     except (ValidationError, Conflict) as exc:
-        return _settings(request, exc.message, 400)
+        return _settings(request, exc.message, status_of(exc))
     return redirect("/settings", f"Cost {cost.id} recorded.")
 
 
@@ -564,7 +564,7 @@ async def delete_cost(request: Request, cost_id: int) -> Response:
     try:
         core(request).delete_cost(cost_id)
     except NotFound as exc:
-        return _settings(request, exc.message, 404)
+        return _settings(request, exc.message, status_of(exc))
     return redirect("/settings", f"Cost {cost_id} deleted.")
 
 

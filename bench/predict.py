@@ -40,7 +40,7 @@ from leadflow.services.predict_csv import (
     read_csv,
 )
 from leadflow.services.predict_model import ModelFile, Predictor
-from leadflow.services.predict_store import StoreTrainOptions, build_training_set
+from leadflow.services.predict_store import WINDOWS, StoreTrainOptions, build_training_set
 from leadflow.services.predict_train import encode_table, fit_calibrated, train_csv
 from leadflow.simulator import SimulationConfig, simulate
 
@@ -51,6 +51,9 @@ SETS = [
     ("online shoppers", DATA / "online_shoppers_intention_uci" / "online_shoppers_intention.csv",
      "Revenue", ",", (), 0.78),
 ]  # fmt: skip
+
+
+CUTOFF = 14.0  # days after first seen: the first ranking scores each lead at this age
 
 
 class FixedClock:
@@ -133,11 +136,14 @@ def simulator_figures(args: argparse.Namespace, folder: Path) -> None:
           f"({rate:,.0f} events/s, no model active)")  # fmt: skip
     windows = tuple(float(d) for d in args.window.split(","))
     start = time.perf_counter()
-    model = app.train_model(StoreTrainOptions(args.outcome, windows, args.age_out))
+    options = StoreTrainOptions(args.outcome, windows, args.age_out,
+                                exclude_converted=args.exclude_converted)  # fmt: skip
+    model = app.train_model(options)
     seconds = time.perf_counter() - start
     metrics = model.metrics
     print(f"  trained from the store on '{args.outcome}' in {seconds:.1f}s: "
-          f"{metrics['rows']:,} leads, {metrics['positives']} positive; CV AUC LightGBM "
+          f"{metrics['rows']:,} rows ({model.trained_on['distinct_leads']:,} leads, cut-offs "
+          f"{args.window} days), {metrics['positives']} positive; CV AUC LightGBM "
           f"{metrics['auc_cv']['lightgbm']:.3f}, logistic {metrics['auc_cv']['logistic']:.3f}, "
           f"naive Bayes {metrics['auc_cv']['naive_bayes']:.3f}; rules at the same cut-offs "
           f"{metrics['rules_model']}")  # fmt: skip
@@ -156,15 +162,24 @@ def simulator_figures(args: argparse.Namespace, folder: Path) -> None:
           f"without a model, {live_rate:,.0f} with the model active "
           f"(ratio {live_rate / plain_rate:.2f})")  # fmt: skip
     truth = _truth(live, test_company)
-    _rank_at_cutoff(live, model, windows, truth)
+    _rank_at_cutoff(live, model, truth)
     live.refresh_predictions()  # writes every lead's p_convert as of the window's end
     _rank(live, truth)
+    later = _truth(live, test_company, after=test_end)
+    _rank(live, later, "at the end of the window, leads not yet an opportunity (conversions "
+          "still to come)")  # fmt: skip
     live.close()
 
 
-def _truth(app: Leadflow, company: Any) -> dict[int, bool]:
-    """Lead id -> whether the simulated person eventually became a customer."""
+def _truth(app: Leadflow, company: Any, after: datetime | None = None) -> dict[int, bool]:
+    """Lead id -> whether the simulated person eventually became a customer; with ``after``,
+    only the people who had not become an opportunity by then."""
     by_device = {lead.anonymous_id: lead.customer_at is not None for lead in company.leads()}
+    if after is not None:
+        by_device = {
+            lead.anonymous_id: by_device[lead.anonymous_id] for lead in company.leads()
+            if lead.opportunity_at is None or lead.opportunity_at > after
+        }  # fmt: skip
     found: dict[int, bool] = {}
     after = None
     while True:
@@ -190,12 +205,10 @@ def _report(title: str, y: np.ndarray[Any, Any], scores: dict[str, Any]) -> None
           f"(ratio {aucs['learned p_convert'] / best_rule:.3f})")  # fmt: skip
 
 
-def _rank_at_cutoff(
-    app: Leadflow, model: ModelFile, windows: tuple[float, ...], truth: dict[int, bool]
-) -> None:
+def _rank_at_cutoff(app: Leadflow, model: ModelFile, truth: dict[int, bool]) -> None:
     """Each lead of the second company as of its own cut-off (first seen + window), the
     learned model and the rules on the same replayed history."""
-    options = StoreTrainOptions("opportunity", windows[:1], age_out_days=0.0)
+    options = StoreTrainOptions("opportunity", (CUTOFF,), age_out_days=0.0)
     rows, _ = build_training_set(lambda: predict_reading(app.engine), app.model, options)
     keep = [i for i, lead in enumerate(rows.groups) if lead in truth]
     predictor = Predictor(model)
@@ -205,11 +218,14 @@ def _rank_at_cutoff(
     y = np.asarray([truth[rows.groups[i]] for i in keep])
     scores = {"learned p_convert": p, "rules: engagement": engagement, "rules: fit": fit,
               "rules: engagement + fit": engagement + fit}  # fmt: skip
-    _report(f"ranked at each lead's cut-off ({windows[0]:g} days after first seen)", y, scores)
+    _report(f"ranked at each lead's cut-off ({CUTOFF:g} days after first seen)", y, scores)
 
 
-def _rank(app: Leadflow, truth: dict[int, bool]) -> None:
-    """Every lead of the second company as of the end of its window."""
+def _rank(
+    app: Leadflow, truth: dict[int, bool],
+    title: str = "ranked at the end of the window (every lead, whatever its age)",
+) -> None:  # fmt: skip
+    """The leads of the second company in ``truth`` as of the end of its window."""
     rows: list[tuple[bool, float, float, float]] = []
     after = None
     while True:
@@ -228,7 +244,7 @@ def _rank(app: Leadflow, truth: dict[int, bool]) -> None:
         "rules: fit": [r[3] for r in rows],
         "rules: engagement + fit": [r[2] + r[3] for r in rows],
     }
-    _report("ranked at the end of the window (every lead, whatever its age)", y, scores)
+    _report(title, y, scores)
 
 
 def main() -> None:
@@ -238,7 +254,16 @@ def main() -> None:
     parser.add_argument("--leads", type=int, default=6000, help="simulated leads per company")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--outcome", default="opportunity")
-    parser.add_argument("--window", default="14", help="cut-offs in days, e.g. 3,14,45")
+    parser.add_argument(
+        "--window",
+        default=",".join(f"{d:g}" for d in WINDOWS),
+        help="cut-offs in days, e.g. 3,14,45",
+    )
+    parser.add_argument(
+        "--exclude-converted",
+        action="store_true",
+        help="train without the rows of leads converted before the cut-off",
+    )
     parser.add_argument("--age-out", type=float, default=60.0)
     parser.add_argument("--skip-csv", action="store_true")
     parser.add_argument("--skip-simulator", action="store_true")

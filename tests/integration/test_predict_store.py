@@ -50,7 +50,8 @@ def model_text() -> str:
 
 def _history(app: Leadflow, source: SourceRecord) -> None:
     """90 leads over 4 days: a quarter reach opportunity 30 days later. Pricing visits and
-    the software industry each mark half of them, and some of the others too."""
+    the software industry each mark half of them, and some of the others too. Lead u1 comes
+    back on day 35."""
     messages: list[dict[str, Any]] = []
     for i in range(LEADS):
         user, start = f"u{i}", T0 + timedelta(hours=i)
@@ -63,6 +64,8 @@ def _history(app: Leadflow, source: SourceRecord) -> None:
                 messages.append(page(user, "/pricing", start + timedelta(days=day, hours=1)))
         if won:
             messages.append(track(user, "Opportunity Created", start + timedelta(days=30)))
+    # the behaviour log runs past the outcomes (a cut-off after it would be skipped)
+    messages.append(page("u1", "/blog/b", T0 + timedelta(days=35)))
     ingest(app, source, *messages)
 
 

@@ -18,7 +18,7 @@ from leadflow.domain.errors import ValidationError
 from leadflow.services.predict_csv import EvaluateOptions, evaluate_csv
 from leadflow.services.predict_files import load_model_file, save_model_file, score_csv
 from leadflow.services.predict_report import threshold_report
-from leadflow.services.predict_store import StoreTrainOptions
+from leadflow.services.predict_store import WINDOWS, StoreTrainOptions
 from leadflow.services.predict_train import train_csv
 
 Progress = Callable[[str, int, int], None]
@@ -156,9 +156,10 @@ def train(
         typer.Option(
             "--window",
             metavar="DAYS",
-            help="Cut-offs in days after a lead was first seen (one snapshot each): 14 or 3,14,45.",
+            help="Cut-offs in days after a lead was first seen (one snapshot each, one fold "
+            "per lead): 14 or 3,14,45.",
         ),
-    ] = "14",
+    ] = ",".join(f"{d:g}" for d in WINDOWS),
     age_out: Annotated[
         float,
         typer.Option("--age-out", metavar="DAYS", help="Days without outcome that count as lost."),
@@ -176,6 +177,14 @@ def train(
     ] = "",
     keep_leaks: Annotated[
         bool, typer.Option("--keep-leaks", help="Use the suspected leaks.")
+    ] = False,
+    exclude_converted: Annotated[
+        bool,
+        typer.Option(
+            "--exclude-converted",
+            help="Store: leave out a lead's cut-offs after it reached STAGE, so p_convert "
+            "answers 'will it convert from now on' (for a store that hears of every outcome).",
+        ),
     ] = False,
     folds: Annotated[int, typer.Option("--folds", min=2, max=20, help="CV folds.")] = 5,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the folds and models.")] = 0,
@@ -200,7 +209,9 @@ def train(
         else:
             assert outcome is not None
             windows = _days(window)
-            store_options = StoreTrainOptions(outcome, windows, age_out, folds, seed, keep_leaks)
+            store_options = StoreTrainOptions(
+                outcome, windows, age_out, folds, seed, keep_leaks, exclude_converted
+            )
             with store(ctx) as leadflow:
                 model = leadflow.train_model(store_options, step)
                 if activate:
@@ -274,7 +285,7 @@ def _print_trained(summary: dict[str, Any]) -> None:
         out.print(f"[yellow]suspected leak:[/] {escape(leak['column'])}: {escape(leak['reason'])}")
     leads = summary["trained_on"].get("leads")
     if leads:
-        out.print("leads: " + ", ".join(f"{k} {v:,}" for k, v in sorted(leads.items())))
+        out.print("cut-offs: " + ", ".join(f"{k} {v:,}" for k, v in sorted(leads.items())))
     if summary.get("out"):
         out.print(
             f"saved to {escape(summary['out'])} (leadflow model score --model FILE --csv ...)"

@@ -1,15 +1,21 @@
-"""Training from the store: leads with a known outcome, their features as of a cut-off.
+"""Training from the store: leads with a known outcome, their features as of cut-offs.
 
-Each lead is observed for its first ``window`` days (the cut-off is first seen + window);
-its features are its traits, its account's traits and its behaviour replayed from the event
-log up to the cut-off, with the same code the live path runs on each event
-(:mod:`leadflow.domain.features`), so nothing from after the cut-off leaks in.
+Each lead is snapshotted at each cut-off (first seen + each window: 14 days by default; a
+list of windows snapshots it at several ages), a row each; a lead's rows stay in one fold. A
+row's features are the lead's traits, its account's traits and its behaviour replayed from
+the event log up to the cut-off, with the same code the live path runs on each event
+(:mod:`leadflow.domain.features`), and the scoring model's fit and engagement at the
+cut-off, so nothing from after the cut-off leaks in. A cut-off after the last behaviour
+event of the store (only outcomes recorded after it) is skipped: the lead would look silent
+only because the log stops.
 
 The label: 1 when the lead reached the outcome stage (or a later one; the CRM events
-``Opportunity Created`` and ``Deal Won`` count as reaching opportunity and customer) after
-the cut-off; 0 when it was closed lost (disqualified, or ``Deal Lost``) or aged out (no
-outcome ``age_out`` days after it was first seen). Leads that converted inside their window
-are left out (nothing was left to predict), so are leads whose outcome is not known yet.
+``Opportunity Created`` and ``Deal Won`` count as reaching opportunity and customer), before
+or after the cut-off: p_convert ranks the leads that have converted or will, the question a
+store that does not hear of every outcome asks (``exclude_converted`` leaves out the rows of
+leads that converted before the cut-off: p_convert then answers "will it convert from now
+on"). 0 when it was closed lost (disqualified, or ``Deal Lost``) or aged out (no outcome
+``age_out`` days after it was first seen). Leads whose outcome is not known yet are left out.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from leadflow.domain.errors import ValidationError
-from leadflow.domain.features import FeatureState, lead_row, observe_event
+from leadflow.domain.features import FeatureState, event_key, lead_row, observe_event
 from leadflow.domain.scoring import (
     EngagementState,
     ScoredEvent,
@@ -47,16 +53,20 @@ LOST_EVENT = "deal lost"
 LOST_STAGE = "disqualified"
 LABEL = "__outcome__"
 CHUNK = 500
+WINDOWS = (14.0,)  # a list snapshots each lead at several ages (see docs/predict.md)
+CONVERTED = "converted before the cut-off"
+AFTER_LOG = "cut-off after the last behaviour event"
 
 
 @dataclass(frozen=True)
 class StoreTrainOptions:
     outcome: str
-    windows: tuple[float, ...] = (14.0,)  # cut-offs, in days after the lead was first seen
+    windows: tuple[float, ...] = WINDOWS  # cut-offs, in days after the lead was first seen
     age_out_days: float = 90.0
     folds: int = 5
     seed: int = 0
     keep_leaks: bool = False
+    exclude_converted: bool = False  # leave out a lead's rows after it reached the outcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,14 +98,37 @@ class TrainingSet:
     cutoffs: list[float] = field(default_factory=list)
     arrivals: list[float] = field(default_factory=list)  # when each row's lead was first seen
     groups: list[int] = field(default_factory=list)  # each row's lead
+    reasons: list[str] = field(default_factory=list)  # why each row has its label
     engagement: list[float] = field(default_factory=list)
     fit: list[float] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     leads: int = 0  # leads with events, known outcome or not
     earliest: float | None = None  # the first event of any lead
+    behaviour_end: float | None = None  # the last event that is not an outcome
 
-    def count(self, what: str) -> None:
-        self.counts[what] = self.counts.get(what, 0) + 1
+    def count(self, what: str, by: int = 1) -> None:
+        self.counts[what] = self.counts.get(what, 0) + by
+
+    def keep(self, wanted: list[bool]) -> None:
+        """Keep only the rows wanted (every per-row list filtered alike)."""
+        for name in ("rows", "labels", "cutoffs", "arrivals", "groups", "reasons",
+                     "engagement", "fit"):  # fmt: skip
+            values = getattr(self, name)
+            setattr(self, name, [v for v, w in zip(values, wanted, strict=True) if w])
+
+    def drop_after_log(self) -> None:
+        """Drop the rows whose cut-off lies after the last behaviour event of the store
+        (a store whose outcomes run past its behaviour log: its leads would look silent)."""
+        end = self.behaviour_end
+        if end is None:
+            return
+        wanted = [cutoff <= end for cutoff in self.cutoffs]
+        for reason, kept in zip(self.reasons, wanted, strict=True):
+            if not kept:
+                self.count(reason, -1)
+                self.count(AFTER_LOG)
+        self.counts = {k: v for k, v in self.counts.items() if v}
+        self.keep(wanted)
 
 
 def outcome_stages(outcome: str) -> tuple[str, ...]:
@@ -106,15 +139,15 @@ def outcome_stages(outcome: str) -> tuple[str, ...]:
 
 def _label(
     reached: datetime | None, lost: datetime | None, first: datetime, end: datetime,
-    window_days: float, age_out_days: float,
+    window_days: float, age_out_days: float, exclude_converted: bool = False,
 ) -> tuple[int | None, str]:  # fmt: skip
     cutoff = first + timedelta(days=window_days)
-    if reached is not None:
-        if reached <= cutoff:
-            return None, "converted inside the window"
-        return 1, "reached the outcome"
     if cutoff > end:
         return None, "window not over yet"
+    if reached is not None:
+        if reached <= cutoff:
+            return (None, "converted inside the window") if exclude_converted else (1, CONVERTED)
+        return 1, "reached the outcome"
     if lost is not None:
         return 0, "closed lost"
     if end - first >= timedelta(days=age_out_days):
@@ -154,24 +187,29 @@ class _Replay:
                 reached = _earliest(reached, event.timestamp)
             elif event.type == "track" and name == LOST_EVENT:
                 lost = _earliest(lost, event.timestamp)
+            elif event_key(event.type, event.name, event.path) is not None:
+                at = event.timestamp.timestamp()
+                out.behaviour_end = max(out.behaviour_end or at, at)
         wanted = []
-        for days in self.options.windows:
-            label, why = _label(reached, lost, first, self.end, days, self.options.age_out_days)
+        options = self.options
+        for days in options.windows:
+            label, why = _label(reached, lost, first, self.end, days, options.age_out_days,
+                                options.exclude_converted)  # fmt: skip
             out.count(why)
             if label is not None:
-                wanted.append((first + timedelta(days=days), label))
+                wanted.append((first + timedelta(days=days), label, why))
         if wanted:
             self._snapshots(lead, events, wanted, first, out)
 
     def _snapshots(
-        self, lead: TrainingLead, events: list[ScoredEvent], wanted: list[tuple[datetime, int]],
-        first: datetime, out: TrainingSet,
+        self, lead: TrainingLead, events: list[ScoredEvent],
+        wanted: list[tuple[datetime, int, str]], first: datetime, out: TrainingSet,
     ) -> None:  # fmt: skip
         state, engagement = FeatureState(), EngagementState()
         rules = self.model.rules
         fit = fit_of(rules, fit_source(lead.traits, lead.account, lead.email, rules)).score
         position = 0
-        for cutoff, label in wanted:
+        for cutoff, label, why in wanted:
             while position < len(events) and events[position].timestamp < cutoff:
                 observe_event(state, events[position])
                 apply_event(rules, engagement, events[position], self.model.watched_events)
@@ -182,6 +220,7 @@ class _Replay:
             out.cutoffs.append(cutoff.timestamp())
             out.arrivals.append(first.timestamp())
             out.groups.append(lead.id)
+            out.reasons.append(why)
             out.engagement.append(scores["engagement"])
             out.fit.append(fit)
 
@@ -212,7 +251,8 @@ def build_training_set(
                 replay.lead(leads[lead_id], events, reached.get(lead_id), lost.get(lead_id), out)
         after, done = ids[-1], done + len(ids)
         if progress is not None:
-            progress(f"replaying leads up to their cut-off ({done:,}/{total:,})", done, total)
+            progress(f"replaying leads up to their cut-offs ({done:,}/{total:,})", done, total)
+    out.drop_after_log()
     return out, end
 
 
@@ -280,7 +320,8 @@ def train_from_store(
     table.positive_label = "1"
     trained_on = {
         "source": "store", "outcome": options.outcome, "windows_days": list(options.windows),
-        "age_out_days": options.age_out_days, "leads": training.counts,
+        "age_out_days": options.age_out_days, "exclude_converted": options.exclude_converted,
+        "leads": training.counts, "distinct_leads": len(set(training.groups)),
         "leads_per_week": _per_week(training, end),
     }  # fmt: skip
     found = train_table(

@@ -20,7 +20,12 @@ from lightgbm import LGBMClassifier
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import brier_score_loss, roc_auc_score
-from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, train_test_split
+from sklearn.model_selection import (
+    StratifiedGroupKFold,
+    StratifiedKFold,
+    StratifiedShuffleSplit,
+    train_test_split,
+)
 
 from leadflow.services.predict_bayes import naive_bayes_scores
 from leadflow.services.predict_csv import (
@@ -112,28 +117,55 @@ def encode_table(table: Table, columns: list[str]) -> tuple[np.ndarray[Any, Any]
     return matrix, features
 
 
-def _lgbm(seed: int, y: np.ndarray[Any, Any]) -> LGBMClassifier:
-    """LightGBM as evaluate runs it; smaller trees and more smoothing for few positives,
-    leaves of at most 2 % of the rows on a small table."""
+def positives_of(y: np.ndarray[Any, Any], groups: np.ndarray[Any, Any] | None = None) -> int:
+    """The positive rows, or with groups (one lead's snapshots) the groups with a positive
+    row: several snapshots of one lead are one example, not several."""
+    if groups is None:
+        return int(y.sum())
+    return len(np.unique(groups[y == 1]))
+
+
+def _lgbm(seed: int, y: np.ndarray[Any, Any], positives: int | None = None) -> LGBMClassifier:
+    """LightGBM as evaluate runs it; smaller trees and more smoothing for few positives
+    (``positives``: distinct positive leads, by default the positive rows), leaves of at most
+    2 % of the rows on a small table."""
     params = dict(LGBM_PARAMS)
-    if int(y.sum()) < SMALL:
+    if (int(y.sum()) if positives is None else positives) < SMALL:
         params.update(SMALL_PARAMS)
     params["min_child_samples"] = min(params["min_child_samples"], max(5, len(y) // 50))
     return LGBMClassifier(random_state=seed, n_jobs=2, **params)
 
 
+def _held_out(
+    y: np.ndarray[Any, Any], seed: int, groups: np.ndarray[Any, Any] | None
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """(75 %, 25 %) of the rows, stratified; with groups, whole groups on each side."""
+    rows = np.arange(len(y))
+    if groups is None:
+        fit_part, held = train_test_split(rows, test_size=0.25, stratify=y, random_state=seed)
+        return fit_part, held
+    names, index = np.unique(groups, return_inverse=True)
+    positive = np.zeros(len(names), dtype=int)
+    np.maximum.at(positive, index, y.astype(int))
+    split = StratifiedShuffleSplit(1, test_size=0.25, random_state=seed)
+    kept, _ = next(split.split(np.zeros(len(names)), positive))
+    in_fit = np.isin(index, kept)
+    return rows[in_fit], rows[~in_fit]
+
+
 def fit_calibrated(
-    x: np.ndarray[Any, Any], y: np.ndarray[Any, Any], categorical: list[int], seed: int
-) -> tuple[LGBMClassifier, Calibration]:
-    """LightGBM on every row, calibrated by a twin fitted on 75 % that scores the other 25 %."""
-    fit_part, held = train_test_split(
-        np.arange(len(y)), test_size=0.25, stratify=y, random_state=seed
-    )
-    twin = _lgbm(seed, y[fit_part]).fit(
+    x: np.ndarray[Any, Any], y: np.ndarray[Any, Any], categorical: list[int], seed: int,
+    groups: np.ndarray[Any, Any] | None = None,
+) -> tuple[LGBMClassifier, Calibration]:  # fmt: skip
+    """LightGBM on every row, calibrated by a twin fitted on 75 % that scores the other 25 %
+    (with groups, one lead's rows all on one side)."""
+    positives = positives_of(y, groups)
+    fit_part, held = _held_out(y, seed, groups)
+    twin = _lgbm(seed, y[fit_part], positives).fit(
         x[fit_part], y[fit_part], categorical_feature=categorical or "auto"
     )
     scores = np.asarray(twin.predict_proba(x[held]))[:, 1]
-    if int(y.sum()) >= ISOTONIC_FROM:
+    if positives >= ISOTONIC_FROM:
         iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(scores, y[held])
         calibration = Calibration(
             "isotonic", tuple(map(float, iso.X_thresholds_)), tuple(map(float, iso.y_thresholds_))
@@ -144,7 +176,7 @@ def fit_calibrated(
         calibration = Calibration(
             "sigmoid", coef=float(sigmoid.coef_[0][0]), intercept=float(sigmoid.intercept_[0])
         )
-    model = _lgbm(seed, y).fit(x, y, categorical_feature=categorical or "auto")
+    model = _lgbm(seed, y, positives).fit(x, y, categorical_feature=categorical or "auto")
     return model, calibration
 
 
@@ -167,12 +199,14 @@ class _Run:
     x: np.ndarray[Any, Any]
     categorical: list[int]
     seed: int
+    groups: np.ndarray[Any, Any] | None = None
 
     def lightgbm(
         self, train: np.ndarray[Any, Any], test: np.ndarray[Any, Any]
     ) -> np.ndarray[Any, Any]:
+        groups = None if self.groups is None else self.groups[train]
         model, calibration = fit_calibrated(
-            self.x[train], self.table.y[train], self.categorical, self.seed
+            self.x[train], self.table.y[train], self.categorical, self.seed, groups
         )
         return _proba(model, calibration, self.x[test])
 
@@ -235,7 +269,7 @@ def train_table(
     columns, info = _columns(table, folds, options)
     x, features = encode_table(table, columns)
     categorical = [i for i, f in enumerate(features) if f.type == "categorical"]
-    run = _Run(table, columns, x, categorical, options.seed)
+    run = _Run(table, columns, x, categorical, options.seed, groups)
     oof = np.zeros(rows)
     lgbm_folds, bayes_folds = [], []
     for index, (train, test) in enumerate(folds, start=1):
@@ -259,7 +293,7 @@ def train_table(
         say("time split: train on the earliest 80 %", options.folds + 2, steps)
         metrics["auc_time_split"] = _time_split_aucs(run, table.order)
     say("fitting on every row", steps - 1, steps)
-    model, calibration = fit_calibrated(x, table.y, categorical, options.seed)
+    model, calibration = fit_calibrated(x, table.y, categorical, options.seed, groups)
     metrics["calibration"] = calibration.method
     metrics["curve"] = threshold_curve(table.y, oof)
     metrics["chosen"] = "lightgbm"

@@ -12,13 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from sqlalchemy import func, select
 
-from leadflow import Leadflow, Settings, open_leadflow
+from leadflow import Leadflow, Settings, SourceRecord, open_leadflow
 from leadflow.adapters.db.tables import Event, InboxRow, cast_table
 from leadflow.api.app import create_app
+from leadflow.domain.events import split_request
 from leadflow.services import ingest as ingest_service
+from leadflow.services.ingest import IngestResult
 from tests.conftest import _truncate
 from tests.e2e.conftest import Server, serving
 from tests.e2e.test_tracking_clients import _ms, _segment, check_journey, send_journey
@@ -39,6 +42,12 @@ def staged(leadflow: Leadflow) -> Iterator[Server]:
             yield Server(url, port, source)
     finally:
         app.close()
+
+
+def stage(app: Leadflow, source: SourceRecord, batch: dict[str, Any]) -> IngestResult:
+    """What the tracking route does with a /v1/batch body in staged mode."""
+    body = orjson.dumps(batch)
+    return app.enqueue(source, "batch", body, split_request("batch", batch))
 
 
 def rows(leadflow: Leadflow, model: Any) -> int:
@@ -122,15 +131,12 @@ def test_the_event_that_makes_an_mql_shows_within_a_second(
 def test_a_failed_drain_keeps_every_request_and_a_later_one_processes_them(
     leadflow: Leadflow, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from leadflow.domain.events import split_request
-
     app = staged_copy(leadflow)
     source = leadflow.create_source("s")
     for n in range(3):
         batch = {"batch": [{"type": "track", "userId": f"u{n}", "event": "Visited",
                             "messageId": f"m{n}"}]}  # fmt: skip
-        body = httpx.Request("POST", "/", json=batch).content
-        result = app.enqueue(source, "batch", body, split_request("batch", batch))
+        result = stage(app, source, batch)
         assert (result.accepted, result.errors) == (1, [])
     assert app.inbox_status()["requests"] == 3 and app.inbox_status()["messages"] == 3
     assert rows(leadflow, Event) == 0  # answered, not yet processed
@@ -158,8 +164,6 @@ def test_a_failed_drain_keeps_every_request_and_a_later_one_processes_them(
 
 def test_two_drainers_on_postgresql_process_each_request_once(pg_url: str, tmp_path: Path) -> None:
     """Rows are shared with SKIP LOCKED (SQLite has one writer at a time anyway)."""
-    from leadflow.domain.events import split_request
-
     leadflow = open_leadflow(Settings(database_url=pg_url, home=tmp_path))
     _truncate(leadflow)
     app = staged_copy(leadflow)
@@ -167,8 +171,7 @@ def test_two_drainers_on_postgresql_process_each_request_once(pg_url: str, tmp_p
     for n in range(200):
         batch = {"batch": [{"type": "track", "userId": f"u{n % 40}", "event": "Visited",
                             "messageId": f"m{n}-{k}"} for k in range(5)]}  # fmt: skip
-        body = httpx.Request("POST", "/", json=batch).content
-        app.enqueue(source, "batch", body, split_request("batch", batch))
+        stage(app, source, batch)
     totals: list[tuple[int, int]] = []
 
     def drain() -> None:
@@ -198,7 +201,6 @@ def test_the_inbox_commands_show_and_drain_the_waiting_requests(
     from typer.testing import CliRunner
 
     from leadflow.cli.main import app as cli_app
-    from leadflow.domain.events import split_request
 
     def cli(*args: str) -> Any:
         result = CliRunner().invoke(
@@ -215,8 +217,7 @@ def test_the_inbox_commands_show_and_drain_the_waiting_requests(
     for n in range(4):
         batch = {"batch": [{"type": "page", "anonymousId": f"a{n}", "messageId": f"p{n}-{k}",
                             "properties": {"path": "/pricing"}} for k in range(3)]}  # fmt: skip
-        body = httpx.Request("POST", "/", json=batch).content
-        app.enqueue(source, "batch", body, split_request("batch", batch))
+        stage(app, source, batch)
     app.close()
     status = json.loads(cli("inbox", "status", "--json").stdout)
     assert (status["requests"], status["messages"], status["mode"]) == (4, 12, "direct")

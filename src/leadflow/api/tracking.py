@@ -200,13 +200,11 @@ class TrackingEndpoints:
         if not isinstance(payload, dict):
             raise ValidationError("body must be a JSON object")
         source = self.leadflow.source_for_key(write_key(request, payload))
+        parts = split_request(route, payload)
         if self.staged:
-            result = await run_in_threadpool(
-                self.leadflow.enqueue, source, route, body, split_request(route, payload)
-            )
+            result = await run_in_threadpool(self.leadflow.enqueue, source, route, body, parts)
             self.drainer.wake()  # a no-op when the drainer does not run here
         else:
-            parts = split_request(route, payload)
             result = await run_in_threadpool(
                 self.leadflow.ingest, source, parts.messages, route_type=parts.route_type,
                 defaults=parts.defaults,

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import groupby
 from operator import attrgetter
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import orjson
 from sqlalchemy import Connection, Engine
@@ -46,6 +46,7 @@ from leadflow.services.models import ScoringModel, load_model
 from leadflow.services.qualify import Qualifier
 
 _RETRIES = 10
+T = TypeVar("T")
 # PostgreSQL deadlock_detected and serialization_failure: the loser may simply run again.
 _TRANSIENT_STATES = frozenset({"40P01", "40001"})
 
@@ -166,15 +167,7 @@ class Core:
         """Process up to ``requests`` staged requests, oldest first, in one transaction:
         their events are stored and scored, and their inbox rows deleted, together. Several
         drainers may run at once on PostgreSQL (rows are taken with SKIP LOCKED)."""
-        for attempt in range(_RETRIES):
-            try:
-                with self.transaction() as conn:
-                    return self._drain(conn, requests)
-            except (IntegrityError, OperationalError) as exc:
-                if attempt == _RETRIES - 1 or not _transient(exc):
-                    raise
-                time.sleep(random.uniform(0, 0.005 * 2 ** min(attempt, 6)))
-        raise AssertionError("unreachable")
+        return self._retrying(lambda conn: self._drain(conn, requests))
 
     def _drain(self, conn: Connection, requests: int) -> DrainReport:
         box = SqlInbox(conn)
@@ -182,10 +175,7 @@ class Core:
         total = IngestResult()
         if not items:
             return DrainReport(0, total)
-        ingestor = Ingestor(
-            SqlIngestRepository(conn), self.qualifier, self.settings.default_phone_region,
-            **self._ingest_options(conn),
-        )  # fmt: skip
+        ingestor = self._ingestor(conn)
         for source_id, group in groupby(items, key=attrgetter("source_id")):
             events: list[NormalizedEvent] = []
             last = None
@@ -198,12 +188,7 @@ class Core:
                 events.extend(good)
                 last = item.received_at
             assert last is not None
-            result = ingestor.ingest(source_id, events, last)
-            total.accepted += result.accepted
-            total.duplicates += result.duplicates
-            total.leads_created += result.leads_created
-            total.merges += result.merges
-            total.conflicts += result.conflicts
+            total.add(ingestor.ingest(source_id, events, last))
         box.remove([item.id for item in items])
         return DrainReport(len(items), total)
 
@@ -235,16 +220,21 @@ class Core:
         self, source_id: int, events: Sequence[Any], at: datetime
     ) -> IngestResult:
         """Store already normalised events, retrying when a concurrent batch won a race."""
+        return self._retrying(lambda conn: self._ingestor(conn).ingest(source_id, events, at))
+
+    def _ingestor(self, conn: Connection) -> Ingestor:
+        """Ingestion inside ``conn``'s transaction, with what the layers above add to it."""
+        return Ingestor(
+            SqlIngestRepository(conn), self.qualifier, self.settings.default_phone_region,
+            **self._ingest_options(conn),
+        )  # fmt: skip
+
+    def _retrying(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work`` in a write transaction, again when a concurrent one won a race."""
         for attempt in range(_RETRIES):
             try:
                 with self.transaction() as conn:
-                    ingestor = Ingestor(
-                        SqlIngestRepository(conn),
-                        self.qualifier,
-                        self.settings.default_phone_region,
-                        **self._ingest_options(conn),
-                    )
-                    return ingestor.ingest(source_id, events, at)
+                    return work(conn)
             except (IntegrityError, OperationalError) as exc:
                 if attempt == _RETRIES - 1 or not _transient(exc):
                     raise

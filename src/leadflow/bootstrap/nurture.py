@@ -45,7 +45,7 @@ from leadflow.services.activity import (
     Activity,
     activity_events,
 )
-from leadflow.services.ingest import Ingestor, IngestResult
+from leadflow.services.ingest import IngestResult
 from leadflow.services.journeys import JourneyBook, check_references
 from leadflow.services.templates import Templates
 
@@ -94,11 +94,7 @@ class Nurture(Predict):
             SqlSourceRepository(conn), ACTIVITY_SOURCE, at
         )
         events = self._activity_events(conn, activities, at)
-        ingestor = Ingestor(
-            SqlIngestRepository(conn), self.qualifier, self.settings.default_phone_region,
-            **self._ingest_options(conn),
-        )  # fmt: skip
-        return ingestor.ingest(source.id, events, at)
+        return self._ingestor(conn).ingest(source.id, events, at)
 
     @staticmethod
     def _activity_events(

@@ -44,6 +44,14 @@ class IngestResult:
     merges: int = 0
     conflicts: int = 0
 
+    def add(self, other: IngestResult) -> None:
+        """Count ``other``'s messages, leads and merges in this result (not its errors)."""
+        self.accepted += other.accepted
+        self.duplicates += other.duplicates
+        self.leads_created += other.leads_created
+        self.merges += other.merges
+        self.conflicts += other.conflicts
+
 
 @dataclass
 class _Plan:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from leadflow.domain.features import STATE_KEY
@@ -184,21 +185,20 @@ class Qualifier:
         rules = self.model.rules
 
         def decay(variable: str, at: datetime) -> float:
-            score = engagement_at(rules, state, at)
-            if variable == "engagement":
-                return score.total
-            return score.groups.get(variable.removeprefix("groups."), 0.0)
+            return _value_of(engagement_at(rules, state, at), variable)
 
-        limits: list[tuple[EngagementScore, EngagementScore]] = []
+        limits = cache(lambda: engagement_bounds(rules, state, facts.now))
 
         def bounds(variable: str) -> tuple[float, float]:
-            if not limits:
-                limits.append(engagement_bounds(rules, state, facts.now))
-            low, high = limits[0]
-            if variable == "engagement":
-                return low.total, high.total
-            name = variable.removeprefix("groups.")
-            return low.groups.get(name, 0.0), high.groups.get(name, 0.0)
+            low, high = limits()
+            return _value_of(low, variable), _value_of(high, variable)
 
         found = self.model.policy.next_change(facts, decay, self.monotone, bounds)
         return found if found is None or epoch(found) > epoch(facts.now) else None
+
+
+def _value_of(score: EngagementScore, variable: str) -> float:
+    """``engagement`` or ``groups.<name>`` of a score (a group without points: 0)."""
+    if variable == "engagement":
+        return score.total
+    return score.groups.get(variable.removeprefix("groups."), 0.0)

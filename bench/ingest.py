@@ -29,7 +29,7 @@ import orjson
 from sqlalchemy import func, select
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import database, served
+from _common import PostConnection, basic_auth, database, served
 from leadflow import Settings, open_leadflow
 from leadflow.adapters.db.tables import Event, InboxRow
 from leadflow.simulator import SimulationConfig, simulate
@@ -65,30 +65,31 @@ def parse_rate(bodies: list[bytes], count: int) -> float:
 
 
 async def send_all(base: str, key: str, bodies: list[bytes], senders: int) -> float:
+    """Post every body to /v1/batch over ``senders`` keep-alive connections; a 429 waits
+    for its Retry-After and is sent again. Returns the seconds it took."""
     queue: asyncio.Queue[bytes] = asyncio.Queue()
     for body in bodies:
         queue.put_nowait(body)
-    limits = httpx.Limits(max_connections=senders, max_keepalive_connections=senders)
-    async with httpx.AsyncClient(
-        base_url=base, auth=(key, ""), limits=limits, timeout=60
-    ) as client:
+    host, _, port = base.removeprefix("http://").partition(":")
 
-        async def sender() -> None:
+    async def sender() -> None:
+        connection = PostConnection(host, int(port), basic_auth(key))
+        try:
             while not queue.empty():
                 body = queue.get_nowait()
                 while True:
-                    answer = await client.post(
-                        "/v1/batch", content=body, headers={"content-type": "application/json"}
-                    )
-                    if answer.status_code == 200:
+                    status, headers, answer = await connection.post("/v1/batch", body)
+                    if status == 200:
                         break
-                    if answer.status_code != 429:
-                        raise RuntimeError(f"{answer.status_code}: {answer.text[:300]}")
-                    await asyncio.sleep(float(answer.headers.get("retry-after", "0.05")))
+                    if status != 429:
+                        raise RuntimeError(f"{status}: {answer[:300]!r}")
+                    await asyncio.sleep(float(headers.get("retry-after", "0.05")))
+        finally:
+            connection.close()
 
-        start = time.perf_counter()
-        await asyncio.gather(*(sender() for _ in range(senders)))
-        return time.perf_counter() - start
+    start = time.perf_counter()
+    await asyncio.gather(*(sender() for _ in range(senders)))
+    return time.perf_counter() - start
 
 
 def latency(base: str, key: str, requests: int) -> list[float]:
@@ -235,6 +236,7 @@ def main() -> None:
                         f"({r['processed_seconds']:.1f} s until the inbox was empty; "
                         f"{r['backlog']:,} requests were waiting when the last was answered)"
                     )
+                line += f"\n{'':17s}  load average {os.getloadavg()[0]:.2f}"
                 print(line, flush=True)
 
 

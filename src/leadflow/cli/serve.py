@@ -11,6 +11,7 @@ import typer
 import uvicorn
 
 from leadflow.cli.common import fail, masked, stdout, store, tracking_base
+from leadflow.cli.workers import Workers, spreads_connections
 from leadflow.config import Settings
 
 APP_FACTORY = "leadflow.web:create_site"
@@ -52,6 +53,9 @@ def serve(
     ),
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    access_log: Annotated[
+        bool, typer.Option(help="Log every request (off for high-volume tracking traffic).")
+    ] = True,
     public_url: Annotated[
         str | None,
         typer.Option(
@@ -74,4 +78,11 @@ def serve(
     out.print(f"leadflow on {address} (database {masked(settings.resolved_database_url())})")
     out.print(f"API docs: {address}/docs")
     out.print(f"tracking endpoint: {tracking}/v1/batch")
-    uvicorn.run(APP_FACTORY, factory=True, host=host, port=port, workers=workers)
+    options = {"factory": True, "host": host, "port": port, "access_log": access_log}
+    if workers == 1 or not spreads_connections():
+        uvicorn.run(APP_FACTORY, workers=workers, **options)  # type: ignore[arg-type]
+        return
+    out.print(f"{workers} worker processes, each on its own socket (SO_REUSEPORT)")
+    config = uvicorn.Config(APP_FACTORY, workers=workers, **options)  # type: ignore[arg-type]
+    if not Workers(config, workers).run():
+        fail("a worker process could not start; see the log above")

@@ -1,0 +1,90 @@
+"""Worker processes for ``leadflow serve --workers N``, each on its own listening socket.
+
+uvicorn's own supervisor shares one listening socket between its workers. The worker whose
+event loop wakes first accepts every connection waiting, so the few long-lived keep-alive
+connections that carry most tracking traffic (a proxy, a batching client, a load balancer)
+tend to land on one process while the others idle. Here each worker binds its own socket
+with SO_REUSEPORT and the kernel spreads new connections over them.
+
+The supervisor restarts a worker that dies, stops every worker on SIGINT or SIGTERM, and
+gives up when a worker fails before it serves (a broken app would fail every restart).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import threading
+from multiprocessing.process import BaseProcess
+from types import FrameType
+
+import uvicorn
+from uvicorn._subprocess import get_subprocess
+from uvicorn.config import STARTUP_FAILURE
+
+log = logging.getLogger("uvicorn.error")
+
+
+def spreads_connections() -> bool:
+    """Whether this platform has SO_REUSEPORT (Linux, the BSDs, macOS)."""
+    return hasattr(socket, "SO_REUSEPORT")
+
+
+def listening_socket(host: str, port: int, backlog: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    # Listening before the worker starts joins the socket to the group at once: connections
+    # hashed to it wait in its queue while the worker starts, instead of all going to the
+    # workers that happen to be up already.
+    sock.listen(backlog)
+    sock.set_inheritable(True)
+    return sock
+
+
+class Workers:
+    def __init__(self, config: uvicorn.Config, count: int) -> None:
+        self.config = config
+        self.count = count
+        self.stopping = threading.Event()
+        self.failed = False
+
+    def _start(self) -> BaseProcess:
+        sock = listening_socket(self.config.host, self.config.port, self.config.backlog)
+        process = get_subprocess(self.config, uvicorn.Server(self.config).run, [sock])
+        process.start()
+        sock.close()  # the worker holds its own copy; ours would keep a dead worker's queue
+        return process
+
+    def _stop(self, signum: int, _frame: FrameType | None) -> None:
+        self.stopping.set()
+
+    def run(self) -> bool:
+        """Serve until SIGINT or SIGTERM; False when a worker could not start."""
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, self._stop)
+        processes = [self._start() for _ in range(self.count)]
+        while not self.stopping.wait(0.5):
+            for index, process in enumerate(processes):
+                if process.is_alive():
+                    continue
+                if process.exitcode == STARTUP_FAILURE:
+                    log.error("worker %s failed to start; stopping", process.pid)
+                    self.failed = True
+                    self.stopping.set()
+                    break
+                log.warning("worker %s exited (%s); starting another", process.pid,
+                            process.exitcode)  # fmt: skip
+                processes[index] = self._start()
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+        for process in processes:
+            process.join(timeout=30)
+            if process.is_alive():
+                process.kill()
+                process.join()
+        return not self.failed

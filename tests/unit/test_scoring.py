@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from leadflow.domain.scoring import (
     EngagementRule,
     EngagementState,
+    RuleState,
     ScoredEvent,
     ScoringRules,
     apply_event,
@@ -384,6 +385,56 @@ def test_arrival_order_does_not_change_the_state(events: list[ScoredEvent], rnd:
         rel_tol=1e-9,
         abs_tol=1e-9,
     )
+
+
+INDEXED = rules_of(
+    rule("any", 1),  # track, any name
+    rule("typed", 2, type=["page", "screen"]),
+    rule("named", 3, event=["Demo Requested", "b"]),
+    rule("everything", 4, type=["track", "page", "identify"]),
+    rule("path", 5, type="page", path="/pricing*"),
+    rule("where", 6, event="A", where=[{"field": "properties.plan", "op": "eq", "value": "pro"}]),
+    rule("named-too", 7, event="demo requested"),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from(["track", "page", "screen", "identify", "group"]),
+    st.sampled_from(["A", "a", "B", "Demo Requested", "DEMO REQUESTED", "Other", "", None]),
+    st.sampled_from([None, "/pricing", "/careers"]),
+    st.sampled_from([{}, {"plan": "pro"}, {"plan": "free"}]),
+)
+def test_the_candidate_rules_of_an_event_hold_every_rule_that_matches_in_model_order(
+    kind: str, name: str | None, page: str | None, properties: dict[str, Any]
+) -> None:
+    item = event(kind, name, page=page, properties=properties)
+    candidates = INDEXED.candidates(kind, (name or "").lower())
+    matching = [r.id for r in INDEXED.engagement if r.matcher.matches(item)]
+    assert [r.id for r in candidates if r.matcher.matches(item)] == matching
+    order = [r.id for r in INDEXED.engagement]
+    assert [r.id for r in candidates] == sorted((r.id for r in candidates), key=order.index)
+    # the same answer from the cache, and the full list would score the same
+    assert INDEXED.candidates(kind, (name or "").lower()) is candidates
+    everything = EngagementState()
+    for engagement_rule in INDEXED.engagement:
+        if engagement_rule.matcher.matches(item):
+            everything.rules[engagement_rule.id] = RuleState(
+                engagement_rule.points, epoch(item.timestamp)
+            )
+    indexed = EngagementState()
+    contributions = apply_event(INDEXED, indexed, item)
+    assert [c.rule_id for c in contributions] == matching
+    assert_same_state(everything, indexed)
+
+
+def test_candidate_rules_rule_out_by_type_and_name_only() -> None:
+    assert [r.id for r in INDEXED.candidates("track", "demo requested")] == [
+        "any", "named", "everything", "named-too"
+    ]  # fmt: skip
+    assert [r.id for r in INDEXED.candidates("page", "")] == ["typed", "everything", "path"]
+    assert [r.id for r in INDEXED.candidates("identify", "")] == ["everything"]
+    assert [r.id for r in INDEXED.candidates("track", "a")] == ["any", "everything", "where"]
 
 
 def test_recent_keeps_the_watched_events_sorted_newest_twenty() -> None:

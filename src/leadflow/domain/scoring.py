@@ -24,6 +24,7 @@ from typing import Any
 DAY = 86_400.0
 LIMIT_DAYS_KEPT = 31  # days of per-rule daily counts kept, relative to the newest event
 RECENT_KEPT = 20  # timestamps kept per event name the policy asks about
+CANDIDATE_KEYS_KEPT = 10_000  # (type, event name) pairs whose candidate rules are cached
 BEFORE_RESET = "before the lead was recycled"
 OPS = frozenset(
     {"eq", "ne", "in", "not_in", "contains", "contains_any", "glob", "gt", "gte", "lt", "lte",
@@ -239,9 +240,31 @@ class ScoringRules:
     grades: tuple[tuple[str, float], ...]  # ("A", 60), ("B", 40), ("C", 20): at least; else D
     free_mail_domains: frozenset[str] = frozenset()
     competitor_domains: frozenset[str] = frozenset()
+    # (type, lower-cased event name) -> the engagement rules whose type and event lists let
+    # such an event through, in model order; filled as events come
+    _candidates: dict[tuple[str, str], tuple[EngagementRule, ...]] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
 
     def rule(self, rule_id: str) -> EngagementRule | None:
         return next((r for r in self.engagement if r.id == rule_id), None)
+
+    def candidates(self, kind: str, name: str) -> tuple[EngagementRule, ...]:
+        """The engagement rules an event of this type and (lower-cased) name may match, in
+        model order: the others are ruled out by their type or event list alone. Most models
+        name the event of most rules, so an event is tested against a few rules, not all."""
+        key = (kind, name)
+        found = self._candidates.get(key)
+        if found is None:
+            found = tuple(
+                rule
+                for rule in self.engagement
+                if (not rule.matcher.types or kind in rule.matcher.types)
+                and (not rule.matcher.events or name in rule.matcher.events)
+            )
+            if len(self._candidates) < CANDIDATE_KEYS_KEPT:  # names come from clients
+                self._candidates[key] = found
+        return found
 
 
 # --- engagement state --------------------------------------------------------------------
@@ -313,7 +336,8 @@ def apply_event(
     when = epoch(event.timestamp)
     out: list[Contribution] = []
     stale = state.reset_at is not None and when < state.reset_at
-    for rule in rules.engagement:
+    name = (event.name or "").lower()
+    for rule in rules.candidates(event.type, name):
         if not rule.matcher.matches(event):
             continue
         points = rule.points_of(event)
@@ -334,7 +358,6 @@ def apply_event(
         else:  # late: its points, decayed from its own time to the newest one
             current.value += points * rule.decay(current.as_of - when)
         out.append(Contribution(rule.id, points, True, ""))
-    name = (event.name or "").lower()
     if name and not stale and name in {w.lower() for w in watched}:
         times = state.recent.setdefault(name, [])
         times.append(when)
@@ -368,10 +391,18 @@ def engagement_at(rules: ScoringRules, state: EngagementState, moment: datetime)
     """The engagement score at ``moment``: rules decayed and capped, groups capped, summed."""
     when = epoch(moment)
     raw: dict[str, float] = {}
+    held = state.rules
     for rule in rules.engagement:
-        found = state.rules.get(rule.id)
+        found = held.get(rule.id)
         if found is not None:
-            raw[rule.id] = found.at(rule, when)
+            # RuleState.at, inlined: this runs for every rule at every probe of the next
+            # review's search
+            seconds = when - found.as_of
+            half_life = rule.half_life
+            if half_life is None or seconds <= 0:
+                raw[rule.id] = found.value * 1.0
+            else:
+                raw[rule.id] = found.value * math.pow(2.0, -seconds / half_life)
     return _combine(rules, raw)
 
 
@@ -397,19 +428,27 @@ def engagement_bounds(
 
 
 def _combine(rules: ScoringRules, raw: Mapping[str, float]) -> EngagementScore:
-    """Rules capped, groups capped, summed: the score of these decayed rule values."""
+    """Rules capped, groups capped, summed: the score of these decayed rule values. One pass
+    over the rules; the sums are taken in the same order as rule by rule, then group by
+    group, so the result does not depend on how it is computed."""
     capped: dict[str, float] = {}
-    for rule in rules.engagement:
-        if rule.id in raw:
-            value = raw[rule.id]
-            capped[rule.id] = min(value, rule.cap) if rule.cap is not None else value
-    groups: dict[str, float] = {}
+    sums: dict[str, float] = dict.fromkeys(rules.groups, 0)  # 0 as sum() starts
     total = 0.0
     for rule in rules.engagement:
-        if rule.id in capped and rule.group is None:
-            total += capped[rule.id]
+        value = raw.get(rule.id)
+        if value is None:
+            continue
+        cap = rule.cap
+        if cap is not None and cap < value:
+            value = cap
+        capped[rule.id] = value
+        if rule.group is None:
+            total += value
+        elif rule.group in sums:
+            sums[rule.group] += value
+    groups: dict[str, float] = {}
     for name, ceiling in rules.groups.items():
-        summed = sum(capped[r.id] for r in rules.engagement if r.group == name and r.id in capped)
+        summed = sums[name]
         groups[name] = min(summed, ceiling) if ceiling is not None else summed
         total += groups[name]
     return EngagementScore(total, groups, capped, dict(raw))

@@ -5,17 +5,25 @@ sends the same webhook-id again, and private targets need the setting."""
 
 from __future__ import annotations
 
+import ssl
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from sqlalchemy import update
 from standardwebhooks import Webhook
 
@@ -78,8 +86,9 @@ class Receiver:
         request.wfile.write(b"ok")
 
 
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
+@contextmanager
+def serving(context: ssl.SSLContext | None = None) -> Iterator[Receiver]:
+    """A Receiver on 127.0.0.1, over TLS when a server ``context`` is given."""
     found = Receiver(SECRET)
 
     class Handler(BaseHTTPRequestHandler):
@@ -91,13 +100,65 @@ def receiver() -> Iterator[Receiver]:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
+    if context is not None:
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    found.url = f"http://127.0.0.1:{server.server_address[1]}/hooks"
-    yield found
-    found.release.set()
-    server.shutdown()
-    server.server_close()
+    scheme = "https" if context is not None else "http"
+    found.url = f"{scheme}://127.0.0.1:{server.server_address[1]}/hooks"
+    try:
+        yield found
+    finally:
+        found.release.set()
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with serving() as found:
+        yield found
+
+
+def certificates(name: str) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A throwaway CA and a certificate it signs for ``name``: the server's context, and a
+    client context that trusts only that CA."""
+    now = datetime.now(UTC)
+
+    def certificate(subject: str, key: Any, issuer: str, signer: Any, ca: bool) -> Any:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(hours=1))
+            .not_valid_after(now + timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if not ca:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([x509.DNSName(subject)]), critical=False
+            )
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = certificate("leadflow test CA", ca_key, "leadflow test CA", ca_key, ca=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    leaf = certificate(name, key, "leadflow test CA", ca_key, ca=False)
+    folder = Path(tempfile.mkdtemp())
+    (folder / "leaf.pem").write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    (folder / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(folder / "leaf.pem", folder / "key.pem")
+    client = ssl.create_default_context(cadata=ca.public_bytes(serialization.Encoding.PEM).decode())
+    return server, client
 
 
 @pytest.fixture
@@ -305,6 +366,50 @@ def test_a_host_that_comes_to_resolve_to_loopback_is_refused_at_send(
     assert "refused" in dead.last_error
     assert "'hooks.example.test' resolves to 127.0.0.1" in dead.last_error
     assert receiver.received == []
+
+
+def test_the_send_connects_to_the_address_the_check_resolved_not_a_new_lookup(
+    opener: Any, receiver: Receiver, client: httpx.Client
+) -> None:
+    # hooks.example.test never resolves in DNS: only the checked address can be reached
+    port = receiver.url.split(":")[2].split("/")[0]
+    url = f"http://hooks.example.test:{port}/hooks"
+    app = opener(hooks_config(url))
+    sql_lead(app)
+    run_dispatch(app)
+    pinned = HttpWebhookSender(client, True, resolver=lambda _host, _port: ["127.0.0.1"])
+    assert send_due(app, pinned) == 1
+    [got] = receiver.received
+    assert got.headers["host"] == f"hooks.example.test:{port}"
+    [done] = app.webhook_deliveries()
+    assert done.status == "delivered"
+
+
+def test_over_https_the_pinned_address_is_verified_against_the_urls_host_name(
+    opener: Any,
+) -> None:
+    server_tls, client_tls = certificates("hooks.example.test")
+    with serving(server_tls) as tls_receiver, httpx.Client(verify=client_tls) as tls_client:
+        port = tls_receiver.url.split(":")[2].split("/")[0]
+        to_loopback = lambda _host, _port: ["127.0.0.1"]  # noqa: E731
+        app = opener(hooks_config(f"https://hooks.example.test:{port}/hooks"))
+        sql_lead(app)
+        run_dispatch(app)
+        assert send_due(app, HttpWebhookSender(tls_client, True, resolver=to_loopback)) == 1
+        [got] = tls_receiver.received
+        assert got.headers["host"] == f"hooks.example.test:{port}"
+        [done] = app.webhook_deliveries()
+        assert done.status == "delivered"
+
+        # the same server under another name: its certificate does not match, not sent
+        other = opener(hooks_config(f"https://other.example.test:{port}/hooks"))
+        sql_lead(other, "u2")
+        run_dispatch(other)
+        assert send_due(other, HttpWebhookSender(tls_client, True, resolver=to_loopback)) == 1
+        failed = [d for d in other.webhook_deliveries() if d.status != "delivered"]
+        assert failed, other.webhook_deliveries()
+        assert "certificate" in failed[0].last_error.lower()
+        assert len(tls_receiver.received) == 1
 
 
 def test_test_event_is_signed_and_answered(

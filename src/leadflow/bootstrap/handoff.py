@@ -30,7 +30,7 @@ class Handoff(Channels):
         """The ``webhooks`` and ``sales`` settings, validated and targets checked (SSRF)."""
         return handoff_service.load_handoff_config(
             self.settings.webhooks, self.settings.sales, self.settings.config_file,
-            lambda url, allow: ssrf.check_target(url, allow, unresolved_ok=True),
+            ssrf.check_configured_target,
         )  # fmt: skip
 
     def webhook_deliveries(

@@ -1,8 +1,15 @@
 """POSTs signed webhooks with an injected ``httpx.Client``: no redirects followed, the target
-checked against the SSRF rules before every send, and every outcome turned into an Answer."""
+checked against the SSRF rules before every send, and every outcome turned into an Answer.
+
+The request goes to an address the check approved, not to whatever the host name resolves to
+a moment later: otherwise a name that answers a public address to the check and a private
+one to the connection (DNS rebinding) would reach the private network. The URL's host stays
+in the Host header and in TLS (SNI and certificate verification).
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -34,7 +41,7 @@ class HttpWebhookSender:
 
     def send(self, endpoint: Endpoint, event_id: str, body: bytes) -> Answer:
         try:
-            check_target(endpoint.url, self.allow_private, self.resolver)
+            addresses = check_target(endpoint.url, self.allow_private, self.resolver)
         except Unresolved as exc:
             return Answer(None, str(exc))
         except ValueError as exc:
@@ -42,20 +49,50 @@ class HttpWebhookSender:
         headers = signed_headers(endpoint.secret, event_id, int(self.wall_clock()), body)
         headers["user-agent"] = USER_AGENT
         try:
-            return self._post(endpoint, headers, body)
+            return self._post_pinned(endpoint, addresses, headers, body)
         except httpx.TimeoutException:
             return Answer(None, f"no answer within {endpoint.timeout:g}s")
         except httpx.HTTPError as exc:
             return Answer(None, f"{type(exc).__name__}: {exc}")
 
-    def _post(self, endpoint: Endpoint, headers: dict[str, str], body: bytes) -> Answer:
+    def _post_pinned(
+        self, endpoint: Endpoint, addresses: list[str], headers: dict[str, str], body: bytes
+    ) -> Answer:
+        """POST to the first approved address that accepts a connection (the URL as it is
+        when there is nothing to pin: private targets allowed, or a literal address)."""
+        url = httpx.URL(endpoint.url)
+        try:
+            literal = ipaddress.ip_address(url.host)
+        except ValueError:
+            literal = None
+        if not addresses or literal is not None:
+            return self._post(endpoint, url, headers, body, {})
+        pinned = {**headers, "host": url.netloc.decode("ascii")}
+        extensions = {"sni_hostname": url.host} if url.scheme == "https" else {}
+        for index, address in enumerate(addresses):
+            try:
+                return self._post(endpoint, url.copy_with(host=address), pinned, body, extensions)
+            except httpx.ConnectError:
+                if index == len(addresses) - 1:
+                    raise
+        raise AssertionError("unreachable: addresses is not empty")
+
+    def _post(
+        self,
+        endpoint: Endpoint,
+        url: httpx.URL,
+        headers: dict[str, str],
+        body: bytes,
+        extensions: dict[str, str],
+    ) -> Answer:
         with self.client.stream(
             "POST",
-            endpoint.url,
+            url,
             content=body,
             headers=headers,
             timeout=endpoint.timeout,
             follow_redirects=False,
+            extensions=extensions,
         ) as response:
             status = response.status_code
             text = b""

@@ -3,7 +3,7 @@
 Private, loopback, link-local, multicast, reserved and unspecified addresses (IPv4 and IPv6,
 IPv4-mapped and NAT64/6to4-embedded IPv4 included) are refused unless the configuration
 allows private targets. The host is resolved at config load and again before every send,
-since DNS can change.
+since DNS can change, and the send connects to an address that this check approved.
 """
 
 from __future__ import annotations
@@ -78,15 +78,13 @@ def check_target(
     resolver: Resolver = system_resolver,
     unresolved_ok: bool = False,
 ) -> list[str]:
-    """The addresses the URL's host resolves to; ValueError when it may not be called
-    (Unresolved when its host does not resolve). With ``allow_private`` only the URL's form
-    is checked.
+    """The addresses the URL's host resolves to, the ones a request may connect to;
+    ValueError when it may not be called (Unresolved when its host does not resolve). With
+    ``allow_private`` any address is let through.
 
     ``unresolved_ok`` accepts a host that does not resolve now (config load: DNS may come
     back before the first send, which checks again)."""
     host, port = split_target(url)
-    if allow_private:
-        return []
     try:
         literal: Address | None = ipaddress.ip_address(host)
     except ValueError:
@@ -96,9 +94,20 @@ def check_target(
         if unresolved_ok:
             return []
         raise Unresolved(f"{host!r} does not resolve")
+    if allow_private:
+        return addresses
     for text in addresses:
         reason = refusal(ipaddress.ip_address(text))
         if reason:
             where = "" if literal is not None else f"{host!r} resolves to {text}: "
             raise ValueError(f"{where}{reason}; set webhooks.allow_private_targets to allow it")
     return addresses
+
+
+def check_configured_target(url: str, allow_private: bool) -> None:
+    """The check at config load: the URL's form always; its addresses unless private targets
+    are allowed, accepting a host that does not resolve yet (each send checks again)."""
+    if allow_private:
+        split_target(url)
+    else:
+        check_target(url, allow_private, unresolved_ok=True)

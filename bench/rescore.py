@@ -174,7 +174,7 @@ def rescore(core: Leadflow, args: argparse.Namespace) -> tuple[float, RescoreRep
         start = time.perf_counter()
         if profiler is not None:
             profiler.enable()
-        report = core.rescore()
+        report = core.rescore(processes=args.processes)
         if profiler is not None:
             profiler.disable()
         best = min(best, time.perf_counter() - start)
@@ -215,6 +215,9 @@ def main() -> None:
     parser.add_argument("--backend", default="sqlite", choices=["sqlite", "postgresql"])
     parser.add_argument("--batch", type=int, default=1000, help="messages per ingest call")
     parser.add_argument("--repeat", type=int, default=1, help="rescore runs (best of)")
+    parser.add_argument(
+        "--processes", type=int, default=1, help="rebuild worker processes (PostgreSQL)"
+    )
     parser.add_argument("--sample", type=int, default=0, help="leads checked; 0: all")
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument(
@@ -250,7 +253,8 @@ def main() -> None:
     if report.events != events:
         raise RuntimeError(f"the rebuild replayed {report.events} events, {events} stored")
     rate = events / seconds
-    label = f"leadflow Leadflow.rescore() [{args.backend}]"
+    label = f"leadflow Leadflow.rescore() [{args.backend}, {args.processes} process"
+    label += "es]" if args.processes > 1 else "]"
     width = max(len(label), 36)
     print(
         f"{'duckdb GROUP BY sum(points)':{width}s} {ref['plain']:9.4f} s "

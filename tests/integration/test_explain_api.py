@@ -450,6 +450,16 @@ def test_score_show_and_rebuild_commands(
     }
     assert app.lead(ann).stage == "mql"
 
+    two = cli(database_url, "score", "rebuild", "--processes", "2", "--json")
+    if database_url.startswith("postgresql"):
+        assert two.exit_code == 0, two.output
+        assert json.loads(two.stdout)["leads"] == 1
+    else:
+        assert failure(two) == (
+            "error: processes: 2 needs PostgreSQL; SQLite lets one writer work at a time, so "
+            "rebuild with one process"
+        )
+
 
 def test_worker_command_escalates_a_late_mql(
     app: Leadflow, source: SourceRecord, database_url: str, workdir: Path, real_time: datetime

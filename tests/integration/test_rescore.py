@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 
 from leadflow import Leadflow, Settings, SourceRecord
 from leadflow.adapters.db.tables import Base, Lead, ScoreLedger, ScoringModelRow, cast_table
+from leadflow.domain.errors import ValidationError
 from tests.integration.scoring_support import (
     T0,
     Clock,
@@ -235,6 +236,57 @@ def test_rescore_lands_on_the_incremental_state_on_postgresql(
     open_store: Opener, clock: Clock
 ) -> None:
     check_rebuild(open_store(MODEL), clock, FIXED)
+
+
+# --- several processes ----------------------------------------------------------------------
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_worker_processes_rebuild_what_one_process_rebuilds_on_postgresql(
+    open_store: Opener, clock: Clock
+) -> None:
+    old = open_store(MODEL)
+    source = old.create_source("website")
+    users = [f"w{n}" for n in range(23)]
+    messages = []
+    for n, user in enumerate(users):
+        at = T0 - timedelta(days=n % 9, hours=n)
+        messages += [
+            message(user, "identify", "software" if n % 3 else "retail", at),
+            message(user, "page", "/pricing", at),
+            message(user, "page", "/blog/post", at + timedelta(minutes=5)),
+            message(user, "track", "Webinar Attended", at + timedelta(hours=n % 4)),
+        ]
+        if n % 5 == 0:
+            messages.append(message(user, "track", "Demo Requested", at))
+    assert old.ingest(source, messages).errors == []
+    old.close()
+
+    new = open_store(MODEL.replace("points: 10", "points: 25"))  # more MQLs under the new one
+    seen: list[int] = []
+    parallel = new.rescore(lambda done: seen.append(done.leads), processes=2, chunk=5)
+    in_parallel, ledger = snapshot(new), ledger_rows(new, new.model.version)
+    assert sorted(seen) == [3, 5, 5, 5, 5]  # 23 leads in chunks of 5, each reported once
+    assert (parallel.leads, parallel.events) == (23, len(messages))
+    assert parallel.changes > 0, "the new model should qualify some leads"
+
+    again = new.rescore(processes=1, chunk=5)
+    assert (again.leads, again.events, again.changes) == (23, len(messages), 0)
+    one_process = snapshot(new)
+    assert one_process.keys() == in_parallel.keys()
+    for lead, (state, engagement, stage, version) in in_parallel.items():
+        state_1, engagement_1, stage_1, version_1 = one_process[lead]
+        assert_same_state(state, state_1)
+        assert (engagement, stage, version) == (engagement_1, stage_1, version_1), lead
+        assert version == new.model.version
+    assert ledger_rows(new, new.model.version) == ledger
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_several_processes_need_postgresql(open_store: Opener) -> None:
+    app = open_store(MODEL)
+    with pytest.raises(ValidationError, match="processes: 2 needs PostgreSQL"):
+        app.rescore(processes=2)
+    with pytest.raises(ValidationError, match="processes: 0 is not a positive number"):
+        app.rescore(processes=0)
 
 
 # --- a new model version ------------------------------------------------------------------

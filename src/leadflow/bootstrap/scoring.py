@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from datetime import date, datetime
 from typing import Any
+
+from sqlalchemy import Connection
 
 from leadflow.adapters.db.backtest import reading as backtest_reading
 from leadflow.adapters.db.explain import SqlExplainRepository
@@ -13,7 +17,9 @@ from leadflow.adapters.db.lifecycle import SqlLifecycleRepository
 from leadflow.adapters.db.models import SqlModelRepository
 from leadflow.adapters.db.rescore import SqlRescoreRepository
 from leadflow.bootstrap.segments import Segments
+from leadflow.config import Settings
 from leadflow.domain.errors import (
+    ConfigError,
     NotFound,
     ValidationError,
 )
@@ -25,6 +31,27 @@ from leadflow.services import lifecycle as lifecycle_service
 from leadflow.services import rescore as rescore_service
 from leadflow.services.models import ScoringModel
 from leadflow.services.rescore import ProgressFn, RescoreReport
+
+_worker: Scoring | None = None  # in a rescore worker process: the store it opened
+
+
+def _open_worker(settings: Settings, version: str) -> None:
+    """A rescore worker process opens the store with the parent's settings; the model it
+    loads must be the one the parent rebuilds with."""
+    global _worker
+    from leadflow.bootstrap import open_leadflow  # the full Leadflow, built in the child
+
+    _worker = open_leadflow(settings, migrate_schema=False)
+    if _worker.model.version != version:
+        raise ConfigError(
+            f"the scoring model changed during the rebuild ({version} became "
+            f"{_worker.model.version}); run it again"
+        )
+
+
+def _rescore_in_worker(ids: list[int], at: datetime) -> RescoreReport:
+    assert _worker is not None, "the worker process was not opened"
+    return _worker.rescore_leads(ids, at)
 
 
 class Scoring(Segments):
@@ -71,23 +98,64 @@ class Scoring(Segments):
             self.segment_tracker(conn).leads_changed([change.lead_id], change.at)
             return change
 
-    def rescore(self, progress: ProgressFn | None = None) -> RescoreReport:
-        """Replay the event log under the live model version, in chunks of leads."""
+    def rescore(
+        self,
+        progress: ProgressFn | None = None,
+        processes: int = 1,
+        chunk: int = rescore_service.CHUNK,
+    ) -> RescoreReport:
+        """Replay the event log under the live model version, in chunks of ``chunk`` leads,
+        each in its own transaction. ``processes`` > 1 (PostgreSQL) shares the chunks among
+        that many worker processes: leads are independent, so each chunk lands on the same
+        state whichever process rebuilds it."""
+        if processes < 1:
+            raise ValidationError(f"processes: {processes} is not a positive number")
+        if chunk < 1:
+            raise ValidationError(f"chunk: {chunk} is not a positive number")
+        if processes > 1 and self.engine.dialect.name != "postgresql":
+            raise ValidationError(
+                f"processes: {processes} needs PostgreSQL; SQLite lets one writer work at a "
+                "time, so rebuild with one process"
+            )
         total = RescoreReport()
         with self.engine.connect() as conn:
-            chunks = list(rescore_service.chunks_of_leads(SqlRescoreRepository(conn)))
-        for ids in chunks:
-            with self.transaction() as conn:
-                done = rescore_service.rescore_chunk(
-                    SqlRescoreRepository(conn), self.qualifier, ids, self.clock.now()
-                )
-                self.segment_tracker(conn).leads_changed(ids, self.clock.now())
+            chunks = list(rescore_service.chunks_of_leads(SqlRescoreRepository(conn), chunk))
+
+        def count(done: RescoreReport) -> None:
             total.leads += done.leads
             total.events += done.events
             total.changes += done.changes
             if progress is not None:
                 progress(done)
+
+        if processes == 1 or len(chunks) < 2:
+            for ids in chunks:
+                count(self.rescore_leads(ids))
+            return total
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(
+            min(processes, len(chunks)), mp_context=context, initializer=_open_worker,
+            initargs=(self.settings, self.model.version),
+        ) as pool:  # fmt: skip
+            now = self.clock.now()  # the workers' clock is the system's: one instant for all
+            futures = [pool.submit(_rescore_in_worker, ids, now) for ids in chunks]
+            for future in as_completed(futures):
+                count(future.result())
         return total
+
+    def rescore_leads(self, ids: list[int], at: datetime | None = None) -> RescoreReport:
+        """Rebuild these leads' scores from their events and apply the policy as of ``at``
+        (now by default), in one transaction (retried on a conflict)."""
+
+        def chunk(conn: Connection) -> RescoreReport:
+            now = at or self.clock.now()
+            done = rescore_service.rescore_chunk(
+                SqlRescoreRepository(conn), self.qualifier, ids, now
+            )
+            self.segment_tracker(conn).leads_changed(ids, now)
+            return done
+
+        return self._retrying(chunk)
 
     def model_versions(self) -> list[tuple[str, datetime]]:
         """Every version of the scoring model this store has used, oldest first."""

@@ -143,7 +143,17 @@ def show_model(ctx: typer.Context, json: JsonOption = False) -> None:
 
 
 @score_app.command("rebuild")
-def rebuild(ctx: typer.Context, json: JsonOption = False) -> None:
+def rebuild(
+    ctx: typer.Context,
+    processes: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Worker processes sharing the leads (PostgreSQL; SQLite takes one writer).",
+        ),
+    ] = 1,
+    json: JsonOption = False,
+) -> None:
     """Replay the event log with the live model: every lead's scores rebuilt, the policy
     applied, as incremental scoring would have reached with this model."""
     with store(ctx) as leadflow:
@@ -160,7 +170,7 @@ def rebuild(ctx: typer.Context, json: JsonOption = False) -> None:
                 seen.events += done.events
                 progress.update(task, advance=done.leads, events=seen.events)
 
-            report = leadflow.rescore(advance)
+            report = leadflow.rescore(advance, processes=processes)
         version = leadflow.model.version
     result = {
         "model_version": version,

@@ -12,7 +12,9 @@ gives up when a worker fails before it serves (a broken app would fail every res
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import multiprocessing
 import signal
 import socket
 import threading
@@ -20,7 +22,6 @@ from multiprocessing.process import BaseProcess
 from types import FrameType
 
 import uvicorn
-from uvicorn._subprocess import get_subprocess
 from uvicorn.config import STARTUP_FAILURE
 
 log = logging.getLogger("uvicorn.error")
@@ -45,6 +46,13 @@ def listening_socket(host: str, port: int, backlog: int) -> socket.socket:
     return sock
 
 
+def serve_on(config: uvicorn.Config, sock: socket.socket) -> None:
+    """A worker process: uvicorn's logging set up again, then the app served on ``sock``."""
+    config.configure_logging()
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C reaches every process: no traceback
+        uvicorn.Server(config).run(sockets=[sock])
+
+
 class Workers:
     def __init__(self, config: uvicorn.Config, count: int) -> None:
         self.config = config
@@ -54,7 +62,9 @@ class Workers:
 
     def _start(self) -> BaseProcess:
         sock = listening_socket(self.config.host, self.config.port, self.config.backlog)
-        process = get_subprocess(self.config, uvicorn.Server(self.config).run, [sock])
+        process = multiprocessing.get_context("spawn").Process(
+            target=serve_on, args=(self.config, sock), name="leadflow-worker"
+        )
         process.start()
         sock.close()  # the worker holds its own copy; ours would keep a dead worker's queue
         return process

@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from leadflow.api.errors import status_of
@@ -24,7 +25,7 @@ from leadflow.domain.policy_parse import GRADES
 from leadflow.ports import LEAD_SORTS, LeadFilter
 from leadflow.services.models import load_model_text
 from leadflow.services.reports import FUNNEL_STAGES, FunnelGroup
-from leadflow.services.users import SESSION_DAYS, Permission, Role
+from leadflow.services.users import SESSION_DAYS, Permission, Role, Session
 from leadflow.web import charts
 from leadflow.web.site import (
     COOKIE,
@@ -74,7 +75,7 @@ async def login(request: Request) -> Response:
             request, f"Too many failed sign-ins; try again in {wait} seconds.", email, 429
         )
     try:
-        session = core(request).sign_in(email, password)
+        session = await run_in_threadpool(core(request).sign_in, email, password)  # scrypt
     except (AuthenticationError, ValidationError):
         throttle.failed(keys)
         return _login_again(request, "Wrong email or password.", email, 401)
@@ -107,7 +108,7 @@ async def logout(request: Request) -> Response:
     session = current(request)
     if session is not None:
         await form_of(request, session)
-        core(request).sign_out(request.cookies.get(COOKIE, ""))
+        await run_in_threadpool(core(request).sign_out, request.cookies.get(COOKIE, ""))
     response = redirect("/login")
     response.delete_cookie(COOKIE, path="/")
     return response
@@ -257,6 +258,10 @@ def _name(traits: dict[str, Any]) -> str:
 async def decide(request: Request, lead_id: int) -> Response:
     session = require(request, Permission.DECIDE)
     form = await form_of(request, session)
+    return await run_in_threadpool(_decide, request, session, form, lead_id)
+
+
+def _decide(request: Request, session: Session, form: dict[str, str], lead_id: int) -> Response:
     back = local_path(form.get("next"), f"/leads/{lead_id}")
     decision = form.get("decision", "")
     try:
@@ -274,6 +279,10 @@ async def decide(request: Request, lead_id: int) -> Response:
 async def move(request: Request, lead_id: int) -> Response:
     session = require(request, Permission.DECIDE)
     form = await form_of(request, session)
+    return await run_in_threadpool(_move, request, session, form, lead_id)
+
+
+def _move(request: Request, session: Session, form: dict[str, str], lead_id: int) -> Response:
     back = f"/leads/{lead_id}"
     target = form.get("stage", "")
     reason = form.get("reason", "").strip()[:500]
@@ -403,6 +412,10 @@ def model_page(request: Request) -> HTMLResponse:
 async def backtest(request: Request) -> Response:
     session = require(request, Permission.MARKETING)
     form = await form_of(request, session)
+    return await run_in_threadpool(_backtest, request, form)
+
+
+def _backtest(request: Request, form: dict[str, str]) -> Response:
     text = form.get("candidate", "")
     raw_capacity = form.get("capacity", "").strip()
     try:
@@ -502,6 +515,10 @@ def _settings(request: Request, error: str | None = None, status: int = 200) -> 
 async def add_source(request: Request) -> Response:
     session = require(request, Permission.SOURCES)
     form = await form_of(request, session)
+    return await run_in_threadpool(_add_source, request, form)
+
+
+def _add_source(request: Request, form: dict[str, str]) -> Response:
     name = form.get("name", "").strip()
     try:
         if not name:
@@ -516,6 +533,10 @@ async def add_source(request: Request) -> Response:
 async def add_user(request: Request) -> Response:
     session = require(request, Permission.USERS)
     form = await form_of(request, session)
+    return await run_in_threadpool(_add_user, request, form)
+
+
+def _add_user(request: Request, form: dict[str, str]) -> Response:
     try:
         user = core(request).add_user(
             form.get("email", ""), form.get("password", ""), form.get("role", ""),
@@ -530,6 +551,10 @@ async def add_user(request: Request) -> Response:
 async def user_active(request: Request) -> Response:
     session = require(request, Permission.USERS)
     form = await form_of(request, session)
+    return await run_in_threadpool(_user_active, request, session, form)
+
+
+def _user_active(request: Request, session: Session, form: dict[str, str]) -> Response:
     email = form.get("email", "")
     active = form.get("active") == "1"
     if not active and email.strip().lower() == session.user.email:
@@ -545,6 +570,10 @@ async def user_active(request: Request) -> Response:
 async def add_cost(request: Request) -> Response:
     session = require(request, Permission.COSTS)
     form = await form_of(request, session)
+    return await run_in_threadpool(_add_cost, request, form)
+
+
+def _add_cost(request: Request, form: dict[str, str]) -> Response:
     try:
         start = _date_field(form, "period_start")
         end = _date_field(form, "period_end")
@@ -561,6 +590,10 @@ async def add_cost(request: Request) -> Response:
 async def delete_cost(request: Request, cost_id: int) -> Response:
     session = require(request, Permission.COSTS)
     await form_of(request, session)
+    return await run_in_threadpool(_delete_cost, request, cost_id)
+
+
+def _delete_cost(request: Request, cost_id: int) -> Response:
     try:
         core(request).delete_cost(cost_id)
     except NotFound as exc:

@@ -160,3 +160,22 @@ def test_a_dead_worker_is_replaced_and_sigterm_stops_them_all(
     assert "2 worker processes, each on its own socket" in output.decode()
     assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
     assert not socket_inodes(port, LISTEN), "a listening socket outlived the server"
+
+
+def test_workers_that_keep_exiting_stop_the_server_with_a_message(
+    served: tuple[subprocess.Popen[bytes], int],
+) -> None:
+    server, port = served
+    killed: set[int] = set()
+    for _ in range(5):
+        held = listeners(server, port)
+        victim = next(pid for pid in held if pid not in killed)
+        os.kill(victim, signal.SIGKILL)
+        killed.add(victim)
+        if len(killed) < 5:  # replaced each time until the fifth exit in a minute
+            wait_for(lambda v=victim: v not in listeners(server, port)  # type: ignore[misc]
+                     and len(listeners(server, port)) == 2)  # fmt: skip
+    output, _ = server.communicate(timeout=60)
+    assert server.returncode == 1, output.decode()
+    assert "error: workers keep exiting (5 in 60 s); see the log above" in output.decode()
+    assert not socket_inodes(port, LISTEN), "a listening socket outlived the server"

@@ -84,5 +84,6 @@ def serve(
         return
     out.print(f"{workers} worker processes, each on its own socket (SO_REUSEPORT)")
     config = uvicorn.Config(APP_FACTORY, workers=workers, **options)  # type: ignore[arg-type]
-    if not Workers(config, workers).run():
-        fail("a worker process could not start; see the log above")
+    failure = Workers(config, workers).run()
+    if failure:
+        fail(f"{failure}; see the log above")

@@ -17,7 +17,10 @@ import logging
 import multiprocessing
 import signal
 import socket
+import sys
 import threading
+import time
+from collections import deque
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
@@ -28,8 +31,10 @@ log = logging.getLogger("uvicorn.error")
 
 
 def spreads_connections() -> bool:
-    """Whether this platform has SO_REUSEPORT (Linux, the BSDs, macOS)."""
-    return hasattr(socket, "SO_REUSEPORT")
+    """Whether the kernel spreads connections over sockets sharing a port: Linux does with
+    SO_REUSEPORT; macOS and the BSDs accept the option but hand every connection to one
+    socket, which would be worse than uvicorn's shared one."""
+    return sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
 
 
 def listening_socket(host: str, port: int, backlog: int) -> socket.socket:
@@ -54,11 +59,21 @@ def serve_on(config: uvicorn.Config, sock: socket.socket) -> None:
 
 
 class Workers:
-    def __init__(self, config: uvicorn.Config, count: int) -> None:
+    """Starts ``count`` workers and keeps them running. A worker that exits is replaced,
+    unless workers keep exiting (``burst`` exits within ``window`` seconds: a crash loop, such
+    as an app that cannot load) or one fails before it serves: then every worker stops and
+    :meth:`run` says why."""
+
+    def __init__(
+        self, config: uvicorn.Config, count: int, burst: int = 5, window: float = 60.0
+    ) -> None:
         self.config = config
         self.count = count
+        self.burst = burst
+        self.window = window
         self.stopping = threading.Event()
-        self.failed = False
+        self.failure = ""
+        self._exits: deque[float] = deque()
 
     def _start(self) -> BaseProcess:
         sock = listening_socket(self.config.host, self.config.port, self.config.backlog)
@@ -72,8 +87,21 @@ class Workers:
     def _stop(self, signum: int, _frame: FrameType | None) -> None:
         self.stopping.set()
 
-    def run(self) -> bool:
-        """Serve until SIGINT or SIGTERM; False when a worker could not start."""
+    def _give_up(self, process: BaseProcess) -> str:
+        """Why to stop instead of replacing this exited worker; empty: replace it."""
+        if process.exitcode == STARTUP_FAILURE:
+            return f"worker {process.pid} failed to start"
+        now = time.monotonic()
+        self._exits.append(now)
+        while self._exits and self._exits[0] < now - self.window:
+            self._exits.popleft()
+        if len(self._exits) >= self.burst:
+            return f"workers keep exiting ({len(self._exits)} in {self.window:g} s)"
+        return ""
+
+    def run(self) -> str:
+        """Serve until SIGINT or SIGTERM. Returns why the workers stopped on their own (empty
+        after a signal)."""
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, self._stop)
         processes = [self._start() for _ in range(self.count)]
@@ -81,9 +109,9 @@ class Workers:
             for index, process in enumerate(processes):
                 if process.is_alive():
                     continue
-                if process.exitcode == STARTUP_FAILURE:
-                    log.error("worker %s failed to start; stopping", process.pid)
-                    self.failed = True
+                self.failure = self._give_up(process)
+                if self.failure:
+                    log.error("%s; stopping", self.failure)
                     self.stopping.set()
                     break
                 log.warning("worker %s exited (%s); starting another", process.pid,
@@ -97,4 +125,4 @@ class Workers:
             if process.is_alive():
                 process.kill()
                 process.join()
-        return not self.failed
+        return self.failure

@@ -6,8 +6,10 @@ connections that carry most tracking traffic (a proxy, a batching client, a load
 tend to land on one process while the others idle. Here each worker binds its own socket
 with SO_REUSEPORT and the kernel spreads new connections over them.
 
-The supervisor restarts a worker that dies, stops every worker on SIGINT or SIGTERM, and
-gives up when a worker fails before it serves (a broken app would fail every restart).
+The supervisor restarts a worker that dies and stops every worker on SIGINT or SIGTERM. It
+gives up when a worker fails before it serves, or when workers keep exiting: a broken app
+would fail every restart. The port is checked free beforehand (``leadflow serve``), so the
+workers never join the sockets of another server already on it.
 """
 
 from __future__ import annotations

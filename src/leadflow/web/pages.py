@@ -105,7 +105,7 @@ def _login_form(request: Request, status: int, **context: Any) -> HTMLResponse:
 
 @router.post("/logout")
 async def logout(request: Request) -> Response:
-    session = current(request)
+    session = await run_in_threadpool(current, request)
     if session is not None:
         await form_of(request, session)
         await run_in_threadpool(core(request).sign_out, request.cookies.get(COOKIE, ""))
@@ -256,7 +256,7 @@ def _name(traits: dict[str, Any]) -> str:
 
 @router.post("/leads/{lead_id}/decide")
 async def decide(request: Request, lead_id: int) -> Response:
-    session = require(request, Permission.DECIDE)
+    session = await run_in_threadpool(require, request, Permission.DECIDE)
     form = await form_of(request, session)
     return await run_in_threadpool(_decide, request, session, form, lead_id)
 
@@ -277,7 +277,7 @@ def _decide(request: Request, session: Session, form: dict[str, str], lead_id: i
 
 @router.post("/leads/{lead_id}/move")
 async def move(request: Request, lead_id: int) -> Response:
-    session = require(request, Permission.DECIDE)
+    session = await run_in_threadpool(require, request, Permission.DECIDE)
     form = await form_of(request, session)
     return await run_in_threadpool(_move, request, session, form, lead_id)
 
@@ -410,7 +410,7 @@ def model_page(request: Request) -> HTMLResponse:
 
 @router.post("/model/backtest")
 async def backtest(request: Request) -> Response:
-    session = require(request, Permission.MARKETING)
+    session = await run_in_threadpool(require, request, Permission.MARKETING)
     form = await form_of(request, session)
     return await run_in_threadpool(_backtest, request, form)
 
@@ -513,7 +513,7 @@ def _settings(request: Request, error: str | None = None, status: int = 200) -> 
 
 @router.post("/settings/sources")
 async def add_source(request: Request) -> Response:
-    session = require(request, Permission.SOURCES)
+    session = await run_in_threadpool(require, request, Permission.SOURCES)
     form = await form_of(request, session)
     return await run_in_threadpool(_add_source, request, form)
 
@@ -531,7 +531,7 @@ def _add_source(request: Request, form: dict[str, str]) -> Response:
 
 @router.post("/settings/users")
 async def add_user(request: Request) -> Response:
-    session = require(request, Permission.USERS)
+    session = await run_in_threadpool(require, request, Permission.USERS)
     form = await form_of(request, session)
     return await run_in_threadpool(_add_user, request, form)
 
@@ -549,7 +549,7 @@ def _add_user(request: Request, form: dict[str, str]) -> Response:
 
 @router.post("/settings/users/active")
 async def user_active(request: Request) -> Response:
-    session = require(request, Permission.USERS)
+    session = await run_in_threadpool(require, request, Permission.USERS)
     form = await form_of(request, session)
     return await run_in_threadpool(_user_active, request, session, form)
 
@@ -568,7 +568,7 @@ def _user_active(request: Request, session: Session, form: dict[str, str]) -> Re
 
 @router.post("/settings/costs")
 async def add_cost(request: Request) -> Response:
-    session = require(request, Permission.COSTS)
+    session = await run_in_threadpool(require, request, Permission.COSTS)
     form = await form_of(request, session)
     return await run_in_threadpool(_add_cost, request, form)
 
@@ -588,7 +588,7 @@ def _add_cost(request: Request, form: dict[str, str]) -> Response:
 
 @router.post("/settings/costs/{cost_id}/delete")
 async def delete_cost(request: Request, cost_id: int) -> Response:
-    session = require(request, Permission.COSTS)
+    session = await run_in_threadpool(require, request, Permission.COSTS)
     await form_of(request, session)
     return await run_in_threadpool(_delete_cost, request, cost_id)
 

@@ -181,7 +181,7 @@ def rescore(core: Leadflow, args: argparse.Namespace) -> tuple[float, RescoreRep
         if profiler is not None:
             print(f"cProfile of Leadflow.rescore() (top {args.profile} by own time):")
             stats = pstats.Stats(profiler, stream=sys.stdout)
-            stats.sort_stats("tottime").print_stats(args.profile)
+            stats.sort_stats(os.environ.get("PROFILE_SORT", "tottime")).print_stats(args.profile)
     return best, report
 
 

@@ -3,6 +3,7 @@ limits, late events, fit grades and merged states, with the numbers a user can c
 
 from __future__ import annotations
 
+import fnmatch
 import math
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 from leadflow.domain.scoring import (
     EngagementRule,
     EngagementState,
+    Matcher,
     RuleState,
     ScoredEvent,
     ScoringRules,
@@ -435,6 +437,25 @@ def test_candidate_rules_rule_out_by_type_and_name_only() -> None:
     assert [r.id for r in INDEXED.candidates("page", "")] == ["typed", "everything", "path"]
     assert [r.id for r in INDEXED.candidates("identify", "")] == ["everything"]
     assert [r.id for r in INDEXED.candidates("track", "a")] == ["any", "everything", "where"]
+
+
+GLOBS = st.lists(
+    st.text(alphabet="/ab*?[]!-.", min_size=1, max_size=8), min_size=1, max_size=3
+).map(tuple)
+
+
+@settings(max_examples=300, deadline=None)
+@given(GLOBS, st.text(alphabet="/abAB.-[]\n", max_size=10))
+def test_path_globs_compiled_together_match_as_fnmatchcase_does(
+    globs: tuple[str, ...], path: str
+) -> None:
+    matcher = Matcher(paths=globs)
+    item = event("page", page=path)
+    read = item.path  # an empty path counts as none
+    expected = read is not None and any(fnmatch.fnmatchcase(read, g) for g in globs)
+    assert matcher.matches(item) is expected
+    assert matcher.matches(item, read) is expected  # the path read once by the caller
+    assert matcher.matches(item, None) is False  # read, and the event has none
 
 
 def test_recent_keeps_the_watched_events_sorted_newest_twenty() -> None:

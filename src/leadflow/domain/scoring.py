@@ -166,21 +166,37 @@ class ScoredEvent:
         return found if isinstance(found, str) else None
 
 
+class _Unread:
+    """The default of :meth:`Matcher.matches`'s ``path``: not read by the caller."""
+
+
+UNREAD = _Unread()
+
+
 @dataclass(frozen=True, slots=True)
 class Matcher:
     types: frozenset[str] = frozenset()
     events: frozenset[str] = frozenset()
     paths: tuple[str, ...] = ()
     where: tuple[Condition, ...] = ()
+    # the path globs as one compiled pattern (fnmatchcase semantics), built once
+    _paths: re.Pattern[str] | None = field(default=None, init=False, compare=False, repr=False)
 
-    def matches(self, event: ScoredEvent) -> bool:
+    def __post_init__(self) -> None:
+        if self.paths:
+            pattern = "|".join(f"(?:{fnmatch.translate(p)})" for p in self.paths)
+            object.__setattr__(self, "_paths", re.compile(pattern))
+
+    def matches(self, event: ScoredEvent, path: str | _Unread | None = UNREAD) -> bool:
+        """Whether the event matches; ``path``: the event's page path (or None) when the
+        caller has already read it, once for every rule; else it is read here."""
         if self.types and event.type not in self.types:
             return False
         if self.events and (event.name or "").lower() not in self.events:
             return False
-        if self.paths:
-            path = event.path
-            if path is None or not any(fnmatch.fnmatchcase(path, p) for p in self.paths):
+        if self._paths is not None:
+            found = event.path if isinstance(path, _Unread) else path
+            if found is None or self._paths.match(found) is None:
                 return False
         if self.where:
             source = event.as_source()
@@ -337,8 +353,10 @@ def apply_event(
     out: list[Contribution] = []
     stale = state.reset_at is not None and when < state.reset_at
     name = (event.name or "").lower()
-    for rule in rules.candidates(event.type, name):
-        if not rule.matcher.matches(event):
+    candidates = rules.candidates(event.type, name)
+    path = event.path if candidates else None
+    for rule in candidates:
+        if not rule.matcher.matches(event, path):
             continue
         points = rule.points_of(event)
         if points is None:

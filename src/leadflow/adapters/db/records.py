@@ -216,13 +216,13 @@ class LeadRecords:
                 events.c.name,
                 events.c.timestamp,
                 events.c.properties,
-                events.c.raw,
+                events.c.raw["context"].label("context"),  # not the whole raw message
             )
             .where(events.c.lead_id.in_(list(lead_ids)))
             .order_by(events.c.lead_id, events.c.id)
         )
         for row in self.conn.execute(query):
-            context = row.raw.get("context") if isinstance(row.raw, dict) else None
+            context = row.context if isinstance(row.context, dict) else None
             event = ScoredEvent(
                 row.type, row.name, row.timestamp, row.properties or {}, context or {}
             )

@@ -71,6 +71,15 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def running(pid: int) -> bool:
+    """Whether the process exists and has not exited (a zombie waiting to be reaped has)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 def wait_for(check: object, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while not check():  # type: ignore[operator]
@@ -158,7 +167,7 @@ def test_a_dead_worker_is_replaced_and_sigterm_stops_them_all(
     output, _ = server.communicate(timeout=30)
     assert server.returncode == 0, output.decode()
     assert "2 worker processes, each on its own socket" in output.decode()
-    assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
+    assert not any(running(pid) for pid in workers)
     assert not socket_inodes(port, LISTEN), "a listening socket outlived the server"
 
 
@@ -178,4 +187,16 @@ def test_workers_that_keep_exiting_stop_the_server_with_a_message(
     output, _ = server.communicate(timeout=60)
     assert server.returncode == 1, output.decode()
     assert "error: workers keep exiting (5 in 60 s); see the log above" in output.decode()
+    assert not socket_inodes(port, LISTEN), "a listening socket outlived the server"
+
+
+def test_workers_do_not_outlive_a_supervisor_killed_outright(
+    served: tuple[subprocess.Popen[bytes], int],
+) -> None:
+    server, port = served
+    workers = list(listeners(server, port))
+    assert len(workers) == 2
+    server.kill()  # SIGKILL: the supervisor cannot stop anyone itself
+    server.communicate(timeout=30)
+    wait_for(lambda: not any(running(pid) for pid in workers), timeout=30)
     assert not socket_inodes(port, LISTEN), "a listening socket outlived the server"

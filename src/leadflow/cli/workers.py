@@ -15,8 +15,10 @@ workers never join the sockets of another server already on it.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import multiprocessing
+import os
 import signal
 import socket
 import sys
@@ -30,6 +32,7 @@ import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 
 log = logging.getLogger("uvicorn.error")
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def spreads_connections() -> bool:
@@ -53,8 +56,24 @@ def listening_socket(host: str, port: int, backlog: int) -> socket.socket:
     return sock
 
 
-def serve_on(config: uvicorn.Config, sock: socket.socket) -> None:
-    """A worker process: uvicorn's logging set up again, then the app served on ``sock``."""
+def die_with(parent: int) -> None:
+    """Ask Linux to send this process SIGTERM when its parent dies, so that workers never
+    outlive a supervisor that was killed outright (SIGKILL, OOM); a no-op elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # no prctl: the supervisor's own stop still applies
+        return
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def serve_on(config: uvicorn.Config, sock: socket.socket, parent: int) -> None:
+    """A worker process: tied to the supervisor's life, uvicorn's logging set up again, then
+    the app served on ``sock``."""
+    die_with(parent)
     config.configure_logging()
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C reaches every process: no traceback
         uvicorn.Server(config).run(sockets=[sock])
@@ -80,7 +99,7 @@ class Workers:
     def _start(self) -> BaseProcess:
         sock = listening_socket(self.config.host, self.config.port, self.config.backlog)
         process = multiprocessing.get_context("spawn").Process(
-            target=serve_on, args=(self.config, sock), name="leadflow-worker"
+            target=serve_on, args=(self.config, sock, os.getpid()), name="leadflow-worker"
         )
         process.start()
         sock.close()  # the worker holds its own copy; ours would keep a dead worker's queue

@@ -122,9 +122,7 @@ class Scoring(Segments):
             chunks = list(rescore_service.chunks_of_leads(SqlRescoreRepository(conn), chunk))
 
         def count(done: RescoreReport) -> None:
-            total.leads += done.leads
-            total.events += done.events
-            total.changes += done.changes
+            total.add(done)
             if progress is not None:
                 progress(done)
 

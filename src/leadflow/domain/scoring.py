@@ -409,18 +409,10 @@ def engagement_at(rules: ScoringRules, state: EngagementState, moment: datetime)
     """The engagement score at ``moment``: rules decayed and capped, groups capped, summed."""
     when = epoch(moment)
     raw: dict[str, float] = {}
-    held = state.rules
     for rule in rules.engagement:
-        found = held.get(rule.id)
+        found = state.rules.get(rule.id)
         if found is not None:
-            # RuleState.at, inlined: this runs for every rule at every probe of the next
-            # review's search
-            seconds = when - found.as_of
-            half_life = rule.half_life
-            if half_life is None or seconds <= 0:
-                raw[rule.id] = found.value * 1.0
-            else:
-                raw[rule.id] = found.value * math.pow(2.0, -seconds / half_life)
+            raw[rule.id] = found.at(rule, when)
     return _combine(rules, raw)
 
 

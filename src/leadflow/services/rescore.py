@@ -41,6 +41,12 @@ class RescoreReport:
     events: int = 0
     changes: int = 0
 
+    def add(self, other: RescoreReport) -> None:
+        """Count ``other``'s leads, events and stage changes in this report."""
+        self.leads += other.leads
+        self.events += other.events
+        self.changes += other.changes
+
 
 def rescore_chunk(
     repo: ReplayRepository, qualifier: Qualifier, lead_ids: list[int], now: datetime

@@ -69,13 +69,13 @@ class HttpWebhookSender:
             return self._post(endpoint, url, headers, body, {})
         pinned = {**headers, "host": url.netloc.decode("ascii")}
         extensions = {"sni_hostname": url.host} if url.scheme == "https" else {}
-        for index, address in enumerate(addresses):
+        *others, last = addresses
+        for address in others:
             try:
                 return self._post(endpoint, url.copy_with(host=address), pinned, body, extensions)
             except httpx.ConnectError:
-                if index == len(addresses) - 1:
-                    raise
-        raise AssertionError("unreachable: addresses is not empty")
+                continue  # the next approved address
+        return self._post(endpoint, url.copy_with(host=last), pinned, body, extensions)
 
     def _post(
         self,
